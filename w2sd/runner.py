@@ -1,0 +1,89 @@
+# Drives one experiment from a composed Hydra config to results.json, a printed table and a W&B run.
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import time
+from pathlib import Path
+
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+import w2sd
+from w2sd.experiment import Experiment, RunResult
+from w2sd.report import text_table
+from w2sd.results import RESULTS_SCHEMA_VERSION, atomic_write_json, config_hash, load_results
+from w2sd.tracking import log_run
+from w2sd.validation import ConfigError
+
+# Keys that say where/how a run is stored or logged, not what it computes: left out of the config hash.
+NON_SEMANTIC_KEYS = ("paths", "logger", "tags", "skip_if_done", "hydra")
+
+
+def semantic_config(cfg: DictConfig) -> dict:
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in resolved.items() if k not in NON_SEMANTIC_KEYS}
+
+
+def build_experiment(cfg: DictConfig) -> Experiment:
+    if cfg.get("task") is None:
+        raise ConfigError("no experiment chosen; run e.g. `python run.py experiment=toy_gmm` "
+                          "(see conf/experiment/ for the list)")
+    try:
+        cls = get_class(cfg.task)
+    except Exception as err:
+        raise ConfigError(f"task={cfg.task!r} cannot be imported ({err}); check the experiment config") from err
+    return cls(cfg)
+
+
+def finished_run(run_dir: Path, chash: str) -> dict | None:
+    """The stored results of an identical, completed run in `run_dir`, if any (used to skip sweep jobs)."""
+    path = run_dir / "results.json"
+    if not path.exists():
+        return None
+    data = load_results(path)
+    return data if data.get("config_hash") == chash else None
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
+    """Validate, run, write results.json atomically, print the table, then log to W&B. Returns the results."""
+    experiment = build_experiment(cfg)
+    experiment.validate()
+    semantic = semantic_config(cfg)
+    chash = config_hash(semantic)
+    if cfg.get("skip_if_done", False):
+        done = finished_run(run_dir, chash)
+        if done is not None:
+            print(f"skipped: {run_dir} already holds results for config {chash}")
+            return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result: RunResult = experiment.run(run_dir)
+    total = time.perf_counter() - start
+    results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "experiment": cfg.name,
+        "config_hash": chash,
+        "config": semantic,
+        "metrics": result.metrics,
+        "nfe": result.nfe,
+        "wall_time_s": result.wall_time_s,
+        "total_time_s": total,
+        "figures": {k: str(Path(p).relative_to(run_dir)) if Path(p).is_relative_to(run_dir) else str(p)
+                    for k, p in result.figures.items()},
+        "extra": result.extra,
+        "environment": {"w2sd": w2sd.__version__, "python": platform.python_version(),
+                        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+    }
+    atomic_write_json(run_dir / "results.json", results)
+    print(f"\n{cfg.name} — results ({run_dir}/results.json)\n")
+    print(text_table(result.metrics))
+    print(f"\nfigures: {', '.join(str(p) for p in result.figures.values()) or 'none'}")
+    wandb_dir = log_run(OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None, run_dir,
+                        name=f"{cfg.name}-{chash[:8]}", config=semantic, metrics=result.metrics,
+                        figures=result.figures, tags=experiment.wandb_tags(), group=cfg.get("group"),
+                        tables=result.tables, images=result.images)
+    if wandb_dir is not None:
+        print(f"W&B offline run: {wandb_dir}  (upload later with `wandb sync {wandb_dir}`)")
+    print(f"total time: {total:.1f} s")
+    return results

@@ -1,0 +1,254 @@
+# Samplers as pure functions over ε-prediction denoisers `eps(x, t, **extra_args)`: W2SD and its baselines.
+"""Every sampler takes `(model(s), x_T, schedule, ...)` and returns a `SampleOutput` whose `nfe` is the number of
+denoiser calls actually made (counted, not computed from a formula). `callback`, if given, receives
+`{"i", "t", "x", "x_reflected"}` after each step, where `x_reflected` is the latent the step started from
+after reflection (None when the step was not reflected)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from w2sd.ddim import ddim_transfer, renoise
+from w2sd.schedule import DiscreteSchedule
+from w2sd.seeding import per_sample_randn
+from w2sd.validation import ConfigError, check_choice, check_int_range
+
+Denoiser = Callable[..., torch.Tensor]
+Callback = Callable[[dict[str, Any]], None]
+
+INVERSIONS = ("exact", "official")
+ORDERS = ("w2s", "s2w")
+WINDOWS = ("first", "last")
+ALIGNMENTS = ("none", "aligned", "anti")
+
+
+@dataclass
+class SampleOutput:
+    x: torch.Tensor
+    nfe: int
+
+
+class _Counter:
+    """Counts denoiser calls across all models of one sampler run."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def wrap(self, model: Denoiser, extra_args: dict | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+        kwargs = extra_args or {}
+
+        def call(x: torch.Tensor, t: int) -> torch.Tensor:
+            self.calls += 1
+            return model(x, t, **kwargs)
+
+        return call
+
+
+def _step(model: Callable, x: torch.Tensor, schedule: DiscreteSchedule, i: int) -> torch.Tensor:
+    return ddim_transfer(x, model(x, schedule.timesteps[i]), schedule.level(i), schedule.level(i + 1))
+
+
+def reflect(
+    denoiser: Denoiser,
+    inverter: Denoiser,
+    x: torch.Tensor,
+    schedule: DiscreteSchedule,
+    i: int,
+    *,
+    inversion: str = "exact",
+) -> torch.Tensor:
+    """One reflection x̃_t = Inv_inverter(Den_denoiser(x_t)) at sampling level i (paper §3.1).
+
+    Both conventions query the inverter at the old timestep t_i on the advanced latent (paper Eq. 5).
+    `exact` inverts with the coefficients of the interval t_{i+1}→t_i, so with equal ε it returns x_t exactly.
+    `official` reproduces the released code: DDIMInverseScheduler.step(ε, timesteps[i+1], x'), whose
+    coefficients map level (t_{i+1} − N//T) → t_{i+1} (paper.md §1.4, §10.3).
+    """
+    t = schedule.timesteps[i]
+    x_adv = ddim_transfer(x, denoiser(x, t), schedule.level(i), schedule.level(i + 1))
+    eps_inv = inverter(x_adv, t)
+    if inversion == "exact":
+        return ddim_transfer(x_adv, eps_inv, schedule.level(i + 1), schedule.level(i))
+    if i + 1 >= schedule.num_steps:
+        raise ConfigError(f"the official inversion needs timesteps[i+1]; step i={i} is the last step")
+    t_target = schedule.timesteps[i + 1]
+    t_source = min(t_target - schedule.step_ratio, schedule.num_train_timesteps - 1)
+    return ddim_transfer(x_adv, eps_inv, schedule.alpha_bar(t_source), schedule.alpha_bar(t_target))
+
+
+def reflection_steps(num_steps: int, lam: int, window: str = "first") -> range:
+    """Sampling levels that get reflected: the first λ (paper Alg. 1, highest noise) or the last λ before the final
+    step. The final step is never reflected, so λ ≤ T − 1 (paper default λ = T − 1)."""
+    check_int_range("lam", lam, 0, num_steps - 1, "λ counts reflected steps and must be at most T−1")
+    check_choice("window", window, WINDOWS)
+    return range(0, lam) if window == "first" else range(num_steps - 1 - lam, num_steps - 1)
+
+
+def _noise_like(x: torch.Tensor, generators: Sequence[torch.Generator] | None, what: str) -> torch.Tensor:
+    if generators is None or len(generators) != x.shape[0]:
+        raise ConfigError(f"{what} draws fresh noise: pass one torch.Generator per sample (got "
+                          f"{None if generators is None else len(generators)} for batch {x.shape[0]})")
+    return per_sample_randn(generators, x.shape[1:], x.dtype).to(x.device)
+
+
+def _check_schedule(schedule: DiscreteSchedule) -> None:
+    if schedule.num_steps < 2:
+        raise ConfigError(f"T={schedule.num_steps} sampling steps is too few; W2SD needs T >= 2")
+
+
+@torch.no_grad()
+def sample_ddim(
+    model: Denoiser,
+    x: torch.Tensor,
+    schedule: DiscreteSchedule,
+    *,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+) -> SampleOutput:
+    """Standard deterministic DDIM (η = 0) with one model. NFE = T."""
+    counter = _Counter()
+    eps = counter.wrap(model, extra_args)
+    for i, t in enumerate(schedule.timesteps):
+        x = _step(eps, x, schedule, i)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x_reflected": None})
+    return SampleOutput(x, counter.calls)
+
+
+@torch.no_grad()
+def sample_w2sd(
+    strong: Denoiser,
+    weak: Denoiser,
+    x: torch.Tensor,
+    schedule: DiscreteSchedule,
+    *,
+    lam: int | None = None,
+    inversion: str = "exact",
+    order: str = "w2s",
+    final: Denoiser | None = None,
+    window: str = "first",
+    reflections_per_step: int = 1,
+    inversion_noise: float = 0.0,
+    generators: Sequence[torch.Generator] | None = None,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+) -> SampleOutput:
+    """W2SD (paper Alg. 1): on each reflected level, x ← Inv_weak(Den_strong(x)), then the strong DDIM step.
+
+    lam: reflected steps, default T − 1. order: `w2s` (W2SD) or `s2w` (S2WD: weak denoises, strong inverts).
+    final: denoiser for the main step (default `strong`; the paper runs the reflection legs at CFG 1 and the main
+    step at CFG 5.5). inversion_noise: k of paper Eq. 17, adds k·z (z ~ N(0, I)) to each reflected latent.
+    NFE = T + 2·λ·reflections_per_step.
+    """
+    _check_schedule(schedule)
+    lam = schedule.num_steps - 1 if lam is None else lam
+    steps = set(reflection_steps(schedule.num_steps, lam, window))
+    check_choice("inversion", inversion, INVERSIONS)
+    check_choice("order", order, ORDERS)
+    check_int_range("reflections_per_step", reflections_per_step, 1)
+    if inversion_noise < 0:
+        raise ConfigError(f"inversion_noise={inversion_noise} must be >= 0")
+    if inversion_noise > 0:
+        _noise_like(x, generators, "inversion_noise > 0")
+    counter = _Counter()
+    strong_eps, weak_eps = counter.wrap(strong, extra_args), counter.wrap(weak, extra_args)
+    final_eps = counter.wrap(final if final is not None else strong, extra_args)
+    denoiser, inverter = (strong_eps, weak_eps) if order == "w2s" else (weak_eps, strong_eps)
+    for i, t in enumerate(schedule.timesteps):
+        x_reflected = None
+        if i in steps:
+            for _ in range(reflections_per_step):
+                x = reflect(denoiser, inverter, x, schedule, i, inversion=inversion)
+                if inversion_noise > 0:
+                    x = x + inversion_noise * _noise_like(x, generators, "inversion_noise")
+            x_reflected = x
+        x = _step(final_eps, x, schedule, i)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x_reflected": x_reflected})
+    return SampleOutput(x, counter.calls)
+
+
+@torch.no_grad()
+def sample_autoguidance(
+    strong: Denoiser,
+    weak: Denoiser,
+    x: torch.Tensor,
+    schedule: DiscreteSchedule,
+    *,
+    w: float = 1.0,
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+) -> SampleOutput:
+    """DDIM on ε_s + w·(ε_s − ε_w): the paper's App. E.4 autoguidance and the reviewers' "difference guidance".
+
+    edm2's autoguidance writes D = D_w + g·(D_s − D_w) = D_s + (g − 1)·(D_s − D_w); since D is affine in ε at a
+    fixed level, that is this rule with w = g − 1 (edm2's g = 2 is w = 1). w = 0 is standard strong sampling.
+    To first order one W2SD reflection moves x along the same direction (Theorem 1); W2SD differs by evaluating
+    the weak model on the advanced latent and by moving the latent rather than the prediction. NFE = 2T.
+    """
+    _check_schedule(schedule)
+    counter = _Counter()
+    strong_eps, weak_eps = counter.wrap(strong, extra_args), counter.wrap(weak, extra_args)
+
+    def guided(x_in: torch.Tensor, t: int) -> torch.Tensor:
+        e_s = strong_eps(x_in, t)
+        return e_s + w * (e_s - weak_eps(x_in, t))
+
+    for i, t in enumerate(schedule.timesteps):
+        x = _step(guided, x, schedule, i)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x_reflected": None})
+    return SampleOutput(x, counter.calls)
+
+
+@torch.no_grad()
+def sample_resampling(
+    strong: Denoiser,
+    x: torch.Tensor,
+    schedule: DiscreteSchedule,
+    *,
+    generators: Sequence[torch.Generator],
+    lam: int | None = None,
+    weak: Denoiser | None = None,
+    alignment: str = "none",
+    window: str = "first",
+    extra_args: dict | None = None,
+    callback: Callback | None = None,
+) -> SampleOutput:
+    """Re-Sampling (paper Alg. 2): on reflected levels, strong-denoise one step, re-noise back with fresh Gaussian
+    noise, then take the strong step. NFE = T + λ.
+
+    alignment (paper Alg. 3, Table 14): `aligned` keeps noise whose cosine with the W2SD perturbation
+    x̃_t − x_t is ≥ 0, `anti` keeps noise with cosine < 0; needs `weak` and costs one more call per reflected
+    step (NFE = T + 2λ). Redrawing until the sign fits is the same in distribution as flipping z to the wanted
+    half-space, which is what we do, so the draw count per sample stays fixed.
+    """
+    _check_schedule(schedule)
+    lam = schedule.num_steps - 1 if lam is None else lam
+    steps = set(reflection_steps(schedule.num_steps, lam, window))
+    check_choice("alignment", alignment, ALIGNMENTS)
+    if alignment != "none" and weak is None:
+        raise ConfigError(f"alignment={alignment!r} needs the weak model for the W2SD direction; pass weak=")
+    _noise_like(x, generators, "re-sampling")
+    counter = _Counter()
+    strong_eps = counter.wrap(strong, extra_args)
+    weak_eps = counter.wrap(weak, extra_args) if weak is not None else None
+    for i, t in enumerate(schedule.timesteps):
+        x_reflected = None
+        if i in steps:
+            a_t, a_next = schedule.level(i), schedule.level(i + 1)
+            x_adv = ddim_transfer(x, strong_eps(x, t), a_t, a_next)
+            z = _noise_like(x, generators, "re-sampling")
+            if alignment != "none":
+                direction = ddim_transfer(x_adv, weak_eps(x_adv, t), a_next, a_t) - x
+                sim = (direction.flatten(1) * z.flatten(1)).sum(1)
+                wrong = sim < 0 if alignment == "aligned" else sim >= 0
+                z = torch.where(wrong.view(-1, *([1] * (z.dim() - 1))), -z, z)
+            x = x_reflected = renoise(x_adv, z, a_next, a_t)
+        x = _step(strong_eps, x, schedule, i)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x_reflected": x_reflected})
+    return SampleOutput(x, counter.calls)
