@@ -19,7 +19,10 @@ class GaussianMixture:
 
     @classmethod
     def build(cls, means: list, std: float, weights: list, name: str = "weights") -> GaussianMixture:
-        m = torch.as_tensor(means, dtype=torch.float64)
+        try:
+            m = torch.as_tensor(means, dtype=torch.float64)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"means={means} must be points of equal dimension, e.g. [[-4.0], [4.0]]") from err
         if m.dim() != 2:
             raise ConfigError(f"means={means} must be a list of points, e.g. [[-4.0], [4.0]]")
         if not std > 0:

@@ -10,6 +10,10 @@ from typing import Any
 import torch
 
 from w2sd.sampling import (
+    ALIGNMENTS,
+    INVERSIONS,
+    ORDERS,
+    WINDOWS,
     Callback,
     Denoiser,
     SampleOutput,
@@ -19,7 +23,7 @@ from w2sd.sampling import (
     sample_w2sd,
 )
 from w2sd.schedule import DiscreteSchedule
-from w2sd.validation import ConfigError
+from w2sd.validation import ConfigError, check_choice
 
 # sampler name → (function, model roles it takes, keyword options it accepts)
 SAMPLERS: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
@@ -31,6 +35,7 @@ SAMPLERS: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
 }
 DEFAULT_ROLES = {"model": "strong", "strong": "strong", "weak": "weak"}
 NEEDS_GENERATORS = {"w2sd", "resampling"}
+CHOICES = {"inversion": INVERSIONS, "order": ORDERS, "window": WINDOWS, "alignment": ALIGNMENTS}
 
 
 def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[str, Denoiser]) -> dict:
@@ -57,6 +62,9 @@ def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[
                           f"it accepts {list(option_names)}")
     options = {k: v for k, v in defaults.items() if k in option_names}
     options.update(spec)
+    for key, choices in CHOICES.items():
+        if key in options:
+            check_choice(f"methods.{name}.{key}", options[key], choices)
     return {"sampler": sampler, "roles": resolved_roles, "options": options}
 
 

@@ -32,7 +32,8 @@ def build_experiment(cfg: DictConfig) -> Experiment:
     try:
         cls = get_class(cfg.task)
     except Exception as err:
-        raise ConfigError(f"task={cfg.task!r} cannot be imported ({err}); check the experiment config") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"task={cfg.task!r} cannot be imported ({first}); check the experiment config") from err
     return cls(cfg)
 
 

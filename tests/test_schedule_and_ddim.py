@@ -1,0 +1,54 @@
+# The schedule and the DDIM transfer agree with diffusers' DDIM schedulers and invert exactly.
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from w2sd.ddim import ddim_transfer
+from w2sd.schedule import make_schedule, schedule_from_diffusers
+from w2sd.validation import ConfigError
+
+SDXL = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
+            timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, clip_sample=False)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("steps", [10, 50, 7])
+def test_timesteps_match_diffusers(spacing: str, steps: int) -> None:
+    config = dict(SDXL, timestep_spacing=spacing)
+    ref = DDIMScheduler(**config)
+    ref.set_timesteps(steps)
+    ours = schedule_from_diffusers(ref.config, steps)
+    assert list(ours.timesteps) == ref.timesteps.tolist()
+    assert torch.allclose(ours.alphas_cumprod.float(), ref.alphas_cumprod, rtol=1e-6)
+
+
+def test_paper_timesteps_sdxl_t50() -> None:
+    sched = make_schedule(50)
+    assert list(sched.timesteps) == [981 - 20 * i for i in range(50)]
+
+
+def test_ddim_step_matches_diffusers_full_loop() -> None:
+    ref = DDIMScheduler(**SDXL)
+    ref.set_timesteps(10)
+    ours = schedule_from_diffusers(ref.config, 10)
+    x_ref = x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for i, t in enumerate(ref.timesteps):
+        eps = torch.tanh(x_ref) * 0.3 + int(t) / 4000
+        x_ref = ref.step(eps, t, x_ref).prev_sample
+        x = ddim_transfer(x, torch.tanh(x) * 0.3 + int(t) / 4000, ours.level(i), ours.level(i + 1))
+    assert torch.allclose(x, x_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_transfer_there_and_back_is_identity() -> None:
+    x = torch.randn(64, 2, dtype=torch.float64)
+    eps = torch.randn(64, 2, dtype=torch.float64)
+    back = ddim_transfer(ddim_transfer(x, eps, 0.3, 0.9), eps, 0.9, 0.3)
+    assert torch.allclose(back, x, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [dict(num_steps=0), dict(num_steps=2000), dict(spacing="cosine"),
+                                 dict(beta_schedule="squaredcos"), dict(beta_start=0.1, beta_end=0.01)])
+def test_bad_schedule_arguments(bad: dict) -> None:
+    kwargs = dict(num_steps=10) | bad
+    with pytest.raises(ConfigError):
+        make_schedule(kwargs.pop("num_steps"), **kwargs)
