@@ -12,25 +12,13 @@ from toy.gmm import ExactEpsDenoiser, GaussianMixture
 from toy.metrics import delta_alignment, sample_metrics
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
 from w2sd.experiment import Experiment, RunResult
-from w2sd.methods import resolve_method, run_method
+from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.sampling import Denoiser, sample_ddim, sample_w2sd
 from w2sd.schedule import DiscreteSchedule, make_schedule
-from w2sd.seeding import per_sample_generators, per_sample_randn
+from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
 ROLES = ("ideal", "strong", "weak")
-SEED_STRIDE = 10_000_000  # sample i of base seed s uses seed s·STRIDE + i
-
-
-def sample_seeds(seed: int, n: int) -> list[int]:
-    return [seed * SEED_STRIDE + i for i in range(n)]
-
-
-def sampler_defaults(sampler_cfg: dict) -> dict:
-    """Sampler keywords shared by all methods (everything in conf/sampler except T and the schedule)."""
-    return {k: v for k, v in sampler_cfg.items() if k not in ("T", "schedule")}
-
-
 class ToyGMMExperiment(Experiment):
     """Stages: validate → setup (mixtures, schedule) → train (ε-models) → sample → evaluate → diagnose → plot."""
 
@@ -43,11 +31,7 @@ class ToyGMMExperiment(Experiment):
                                                      name=f"world.{role}_weights") for role in ROLES}
         check_int_range("world.target_mode", world.target_mode, 0, len(world.means) - 1)
         check_choice("model.kind", cfg.model.kind, ("exact", "trained"))
-        sampler = OmegaConf.to_container(cfg.sampler, resolve=True)
-        check_int_range("sampler.T", sampler["T"], 2, None, "W2SD needs at least two sampling steps")
-        if sampler["lam"] is None:
-            sampler["lam"] = sampler["T"] - 1
-        check_int_range("sampler.lam", sampler["lam"], 0, sampler["T"] - 1, "λ must be in [0, T−1]")
+        sampler = resolve_sampler_config(OmegaConf.to_container(cfg.sampler, resolve=True))
         self.sampler_cfg = sampler
         self.schedule = make_schedule(sampler["T"], **sampler["schedule"])
         check_int_range("num_samples", cfg.num_samples, 2)

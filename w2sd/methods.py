@@ -23,7 +23,7 @@ from w2sd.sampling import (
     sample_w2sd,
 )
 from w2sd.schedule import DiscreteSchedule
-from w2sd.validation import ConfigError, check_choice
+from w2sd.validation import ConfigError, check_choice, check_int_range
 
 # sampler name → (function, model roles it takes, keyword options it accepts)
 SAMPLERS: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
@@ -36,6 +36,21 @@ SAMPLERS: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
 DEFAULT_ROLES = {"model": "strong", "strong": "strong", "weak": "weak"}
 NEEDS_GENERATORS = {"w2sd", "resampling"}
 CHOICES = {"inversion": INVERSIONS, "order": ORDERS, "window": WINDOWS, "alignment": ALIGNMENTS}
+
+
+def resolve_sampler_config(sampler: Mapping) -> dict:
+    """Check the shared `sampler:` config group (T ≥ 2, λ ∈ [0, T−1]) and fill λ = T − 1 when it is null."""
+    resolved = dict(sampler)
+    check_int_range("sampler.T", resolved.get("T"), 2, None, "W2SD needs at least two sampling steps")
+    if resolved.get("lam") is None:
+        resolved["lam"] = resolved["T"] - 1
+    check_int_range("sampler.lam", resolved["lam"], 0, resolved["T"] - 1, "λ must be in [0, T−1]")
+    return resolved
+
+
+def sampler_defaults(sampler: Mapping) -> dict:
+    """Sampler keywords shared by all methods: the sampler group without T and the schedule."""
+    return {k: v for k, v in sampler.items() if k not in ("T", "schedule")}
 
 
 def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[str, Denoiser]) -> dict:

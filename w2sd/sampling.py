@@ -94,6 +94,14 @@ def _noise_like(x: torch.Tensor, generators: Sequence[torch.Generator] | None, w
     return per_sample_randn(generators, x.shape[1:], x.dtype).to(x.device)
 
 
+def _ddim_loop(eps: Callable, x: torch.Tensor, schedule: DiscreteSchedule, callback: Callback | None) -> torch.Tensor:
+    for i, t in enumerate(schedule.timesteps):
+        x = _step(eps, x, schedule, i)
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x_reflected": None})
+    return x
+
+
 def _check_schedule(schedule: DiscreteSchedule) -> None:
     if schedule.num_steps < 2:
         raise ConfigError(f"T={schedule.num_steps} sampling steps is too few; W2SD needs T >= 2")
@@ -110,12 +118,7 @@ def sample_ddim(
 ) -> SampleOutput:
     """Standard deterministic DDIM (η = 0) with one model. NFE = T."""
     counter = _Counter()
-    eps = counter.wrap(model, extra_args)
-    for i, t in enumerate(schedule.timesteps):
-        x = _step(eps, x, schedule, i)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x_reflected": None})
-    return SampleOutput(x, counter.calls)
+    return SampleOutput(_ddim_loop(counter.wrap(model, extra_args), x, schedule, callback), counter.calls)
 
 
 @torch.no_grad()
@@ -197,11 +200,7 @@ def sample_autoguidance(
         e_s = strong_eps(x_in, t)
         return e_s + w * (e_s - weak_eps(x_in, t))
 
-    for i, t in enumerate(schedule.timesteps):
-        x = _step(guided, x, schedule, i)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x_reflected": None})
-    return SampleOutput(x, counter.calls)
+    return SampleOutput(_ddim_loop(guided, x, schedule, callback), counter.calls)
 
 
 @torch.no_grad()

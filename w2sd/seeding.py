@@ -5,6 +5,12 @@ from collections.abc import Sequence
 
 import torch
 
+SEED_STRIDE = 10_000_000  # sample i of base seed s uses seed s·STRIDE + i, so runs with different seeds never overlap
+
+
+def sample_seeds(seed: int, n: int) -> list[int]:
+    return [seed * SEED_STRIDE + i for i in range(n)]
+
 
 def per_sample_generators(seeds: Sequence[int]) -> list[torch.Generator]:
     return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]

@@ -1,0 +1,1 @@
+# Experiment packages beyond the toy worlds (each subpackage is one study area).

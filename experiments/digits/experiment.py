@@ -1,0 +1,184 @@
+# The shared stages of every digits study: validate → obtain nets and evaluator → sample per seed → summarise with CIs.
+"""A study subclass says which nets it needs (`plan`), how they become denoisers (`denoisers`), what it measures on
+one seed's samples (`measure`) and what it draws (`plot`). Every method starts from the same x_T per sample
+(sample i of seed s uses seed s·10⁷ + i, one torch.Generator per sample), so results do not depend on batch size.
+Per-seed metrics are summarised by w2sd.stats: the mean with a bootstrap CI over seeds, and for each comparison
+(e.g. w2sd vs strong) the paired difference and the win rate over seeds."""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from experiments.digits import models as M
+from experiments.digits.adapter import UNetEps
+from experiments.digits.classifier import DigitClassifier
+from experiments.digits.training import torch_threads
+from experiments.digits.unet import TinyUNet
+from toy.metrics import delta_alignment
+from w2sd.experiment import Experiment, RunResult
+from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
+from w2sd.results import config_hash
+from w2sd.sampling import Denoiser, sample_ddim
+from w2sd.schedule import DiscreteSchedule, make_schedule
+from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
+from w2sd.stats import bootstrap_ci, paired_difference, win_rate
+from w2sd.validation import ConfigError, check_int_range
+
+
+class DigitsExperiment(Experiment):
+    # (method, baseline) pairs reported as paired differences / win rates, when both methods are configured
+    COMPARISONS = (("w2sd", "strong"), ("w2sd", "strong_equal_nfe"), ("s2wd", "strong"))
+    # metric → True when higher is better (decides what a "win" is)
+    HIGHER_IS_BETTER: Mapping[str, bool] = {}
+
+    # -- study hooks --------------------------------------------------------------------------------------------
+    def plan(self) -> dict[str, M.Snapshot]:
+        raise NotImplementedError
+
+    def sample_shape(self) -> tuple[int, ...]:
+        return (1, 8, 8)
+
+    def denoisers(self, nets: dict[str, TinyUNet], n: int) -> dict[str, Denoiser]:
+        raise NotImplementedError
+
+    def measure(self, samples: torch.Tensor, n: int) -> dict[str, float]:
+        raise NotImplementedError
+
+    def setup_evaluation(self, classifier: DigitClassifier) -> None:
+        raise NotImplementedError
+
+    def plot(self, samples: dict[str, torch.Tensor], extra: dict, run_dir: Path) -> dict[str, Path]:
+        return {}
+
+    # -- validation ---------------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        cfg = self.cfg
+        seeds = list(cfg.seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise ConfigError(f"seeds={seeds} must be a non-empty list of non-negative integers, e.g. [0, 1, 2, 3, 4]")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"seeds={seeds} repeats a seed; repeated seeds would count the same samples twice")
+        check_int_range("samples_per_seed", cfg.samples_per_seed, 2)
+        sampler = self.sampler_cfg = resolve_sampler_config(OmegaConf.to_container(cfg.sampler, resolve=True))
+        self.snapshots = self.plan()
+        methods = OmegaConf.to_container(cfg.methods, resolve=True)
+        if not methods:
+            raise ConfigError(f"methods is empty; list at least one method (see conf/experiment/{cfg.name}.yaml)")
+        roles = {role: role for role in self.model_roles()}
+        self.methods = {}
+        for name, spec in methods.items():
+            steps = spec.pop("T", sampler["T"])
+            check_int_range(f"methods.{name}.T", steps, 2)
+            self.methods[name] = (steps, resolve_method(name, spec, sampler_defaults(sampler), roles))
+        self.classifier_spec = M.classifier_spec(cfg.digits)
+        self.ckpt_dir = M.checkpoint_dir(cfg.digits)
+        if not isinstance(cfg.train, bool):
+            raise ConfigError(f"train={cfg.train!r} must be true or false")
+        M.check_available(self.snapshots, self.classifier_spec, self.ckpt_dir, cfg.train)
+
+    def model_roles(self) -> list[str]:
+        return list(self.snapshots)
+
+    def adapter(self, net: TinyUNet, labels: torch.Tensor | None = None, guidance: float = 1.0) -> UNetEps:
+        return UNetEps(net, self.schedule(2).alphas_cumprod, labels, guidance, self.cfg.digits.clip_x0)
+
+    def schedule(self, steps: int) -> DiscreteSchedule:
+        return make_schedule(steps, **self.sampler_cfg["schedule"])
+
+    # -- stages -------------------------------------------------------------------------------------------------
+    def logger_factory(self, run_dir: Path):
+        if not self.cfg.train or not (self.cfg.get("logger") and self.cfg.logger.get("enabled", False)):
+            return None
+
+        def make(name: str) -> object:
+            from lightning.pytorch.loggers import WandbLogger
+
+            return WandbLogger(project=self.cfg.logger.get("project", "w2sd"), name=f"{self.cfg.name}-train-{name}",
+                               save_dir=str(run_dir), offline=True, tags=[*self.wandb_tags(), "training"])
+
+        return make
+
+    def initial_noise(self, seed: int, n: int) -> tuple[torch.Tensor, list[torch.Generator]]:
+        gens = per_sample_generators(sample_seeds(seed, n))
+        return per_sample_randn(gens, self.sample_shape()), gens
+
+    def sample_seed(self, models: dict[str, Denoiser], seed: int) -> tuple[dict, dict, dict]:
+        samples, nfe, wall = {}, {}, {}
+        for name, (steps, method) in self.methods.items():
+            x_T, gens = self.initial_noise(seed, self.cfg.samples_per_seed)  # shared x_T; fresh generators
+            start = time.perf_counter()
+            out = run_method(method, models, x_T, self.schedule(steps), generators=gens)
+            wall[name], nfe[name], samples[name] = time.perf_counter() - start, out.nfe, out.x
+        return samples, nfe, wall
+
+    def delta_diagnostic(self, nets: dict[str, TinyUNet]) -> dict | None:
+        """Δ1 = s_strong − s_weak vs Δ2 = s_ideal − s_strong along strong DDIM paths (seed of the first run)."""
+        if not {"strong", "weak", "ideal"} <= set(self.model_roles()):
+            return None
+        n = min(self.cfg.samples_per_seed, self.cfg.diagnostic_samples)
+        models = self.denoisers(nets, n)
+        x_T, _ = self.initial_noise(self.cfg.seeds[0], n)
+        schedule = self.schedule(self.sampler_cfg["T"])
+        trajectory = [x_T]
+        sample_ddim(models["strong"], x_T, schedule, callback=lambda s: trajectory.append(s["x"]))
+        return delta_alignment(trajectory[:-1], schedule, models["strong"], models["weak"], models["ideal"])
+
+    def summarise(self, per_seed: dict[str, dict[str, list[float]]], nfe: dict[str, int]) -> tuple[dict, dict]:
+        metrics: dict[str, dict] = {}
+        for name, values in per_seed.items():
+            row: dict = {}
+            for metric, vals in values.items():
+                ci = bootstrap_ci(vals)
+                row[metric], row[f"{metric}_ci"] = ci.mean, [ci.low, ci.high]
+            row["nfe"], row["per_seed"] = nfe[name], values
+            metrics[name] = row
+        comparisons = {}
+        for method, base in self.COMPARISONS:
+            if method in per_seed and base in per_seed:
+                comparisons[f"{method}_vs_{base}"] = {
+                    metric: {**paired_difference(per_seed[method][metric], per_seed[base][metric]).as_dict(),
+                             **win_rate(*((per_seed[method][metric], per_seed[base][metric]) if higher
+                                          else (per_seed[base][metric], per_seed[method][metric]))).as_dict()}
+                    for metric, higher in self.HIGHER_IS_BETTER.items()}
+        return metrics, comparisons
+
+    def run(self, run_dir: Path) -> RunResult:
+        with torch_threads(self.cfg.digits.torch_threads):
+            return self.run_stages(run_dir)
+
+    def run_stages(self, run_dir: Path) -> RunResult:
+        start = time.perf_counter()
+        logger_for = self.logger_factory(run_dir)
+        classifier, classifier_info = M.obtain_classifier(self.classifier_spec, self.ckpt_dir, self.cfg.train,
+                                                          logger_for)
+        nets, net_info = M.obtain_unets(self.snapshots, self.ckpt_dir, self.cfg.train, logger_for)
+        prepare_time = time.perf_counter() - start
+        self.setup_evaluation(classifier)
+        n = self.cfg.samples_per_seed
+        models = self.denoisers(nets, n)
+        per_seed: dict[str, dict[str, list[float]]] = {name: {} for name in self.methods}
+        wall_total: dict[str, float] = dict.fromkeys(self.methods, 0.0)
+        first_samples: dict[str, torch.Tensor] = {}
+        for seed in self.cfg.seeds:
+            samples, nfe, wall = self.sample_seed(models, seed)
+            first_samples = first_samples or samples
+            for name, x in samples.items():
+                wall_total[name] += wall[name]
+                for metric, value in self.measure(x, n).items():
+                    per_seed[name].setdefault(metric, []).append(value)
+        metrics, comparisons = self.summarise(per_seed, nfe)
+        extra = {"comparisons": comparisons, "delta_alignment": self.delta_diagnostic(nets),
+                 "classifier": {**classifier_info, "config_hash": config_hash(self.classifier_spec)},
+                 "nets": net_info, "prepare_time_s": prepare_time, "lam": self.sampler_cfg["lam"],
+                 "method_T": {name: steps for name, (steps, _) in self.methods.items()},
+                 "num_seeds": len(self.cfg.seeds)}
+        extra.update(self.study_extra(first_samples))
+        figures = self.plot(first_samples, extra, run_dir) if self.cfg.figures else {}
+        return RunResult(metrics=metrics, nfe=nfe, wall_time_s=wall_total, figures=figures, extra=extra)
+
+    def study_extra(self, samples: dict[str, torch.Tensor]) -> dict:
+        return {}

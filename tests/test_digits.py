@@ -1,0 +1,190 @@
+# The miniature digits worlds: Lightning training, checkpoints keyed by config hash, evaluator, video world, errors.
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.digits import models as M
+from experiments.digits.adapter import UNetEps
+from experiments.digits.checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from experiments.digits.classifier import load_classifier
+from experiments.digits.data import (
+    VELOCITIES,
+    class_subset,
+    digits_split,
+    moving_digit_clips,
+    ratio_counts,
+    to_unit_range,
+)
+from experiments.digits.training import build_unet, train_snapshots, training_alphas_cumprod
+from experiments.digits.video_metrics import centroids, clip_metrics
+from w2sd.results import config_hash
+from w2sd.validation import ConfigError
+
+SCHEDULE = {"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02, "num_train_timesteps": 1000}
+
+
+def tiny_spec(dims: int = 2, num_classes: int = 10) -> dict:
+    data = {"world": "digits", "counts": [[0, 12], [7, 6]], "split": {"test_fraction": 0.2, "seed": 0}}
+    return {"data": data, "net": {"dims": dims, "channels": [8, 16], "emb_dim": 16, "num_classes": num_classes},
+            "schedule": SCHEDULE, "batch_size": 8, "lr": 0.001, "ema_decay": 0.999, "cond_dropout": 0.15, "seed": 0}
+
+
+def test_tiny_lightning_run_writes_snapshots_that_round_trip(tmp_path: Path) -> None:
+    base = tiny_spec()
+    written = train_snapshots(base, M.training_tensors(base), [2, 4], tmp_path, "unet2d")
+    assert sorted(written) == [2, 4]
+    nets = {}
+    for steps in (2, 4):
+        net = build_unet({**base, "steps": steps})
+        payload = load_checkpoint(tmp_path, "unet2d", {**base, "steps": steps}, net)
+        assert payload["config_hash"] == config_hash({**base, "steps": steps})
+        assert written[steps].name == f"unet2d-{payload['config_hash']}.pt"
+        nets[steps] = net
+    assert any(not torch.equal(a, b) for a, b in zip(nets[2].parameters(), nets[4].parameters()))
+    # save → load is exact up to the documented float16 storage
+    again = save_checkpoint(tmp_path / "copy", "unet2d", {**base, "steps": 4}, nets[4])
+    reloaded = build_unet(base)
+    load_checkpoint(again.parent, "unet2d", {**base, "steps": 4}, reloaded)
+    assert all(torch.equal(a, b) for a, b in zip(nets[4].state_dict().values(), reloaded.state_dict().values()))
+    # same config, same seed → same weights (CPU determinism of the Lightning run)
+    rerun = train_snapshots(base, M.training_tensors(base), [2], tmp_path / "rerun", "unet2d")
+    assert torch.load(rerun[2])["state_dict"].keys() == torch.load(written[2])["state_dict"].keys()
+    assert all(torch.equal(a, b) for a, b in zip(torch.load(rerun[2])["state_dict"].values(),
+                                                  torch.load(written[2])["state_dict"].values()))
+
+
+def test_checkpoint_with_other_config_is_a_clear_error(tmp_path: Path) -> None:
+    base = {**tiny_spec(), "steps": 1}
+    net = build_unet(base)
+    path = save_checkpoint(tmp_path, "unet2d", base, net)
+    with pytest.raises(ConfigError, match="no checkpoint for training config"):
+        load_checkpoint(tmp_path, "unet2d", {**base, "lr": 0.01}, build_unet(base))
+    payload = torch.load(path)
+    payload["spec"]["lr"] = 0.5  # a checkpoint whose recorded config no longer matches its hash
+    torch.save(payload, path)
+    with pytest.raises(ConfigError, match="records config hash"):
+        load_checkpoint(tmp_path, "unet2d", base, build_unet(base))
+
+
+def test_committed_checkpoints_match_their_config_hash_and_stay_small() -> None:
+    files = sorted(M.COMMITTED_DIR.glob("*.pt"))
+    assert files, "no committed checkpoints in experiments/digits/checkpoints"
+    for path in files:
+        payload = read_checkpoint(path)
+        assert path.stem.endswith(config_hash(payload["spec"]))
+    assert sum(p.stat().st_size for p in files) <= 10 * 2**20
+
+
+def test_every_study_finds_its_committed_checkpoints(compose_config) -> None:
+    for name in ("digits_dataset_gap", "digits_weight_gap", "digits_condition_gap", "digits_video"):
+        cfg = compose_config([f"experiment={name}"])
+        from w2sd.runner import build_experiment
+
+        build_experiment(cfg).validate()  # raises ConfigError naming a missing checkpoint
+
+
+def test_committed_classifier_reaches_97_percent_on_held_out_digits(compose_config) -> None:
+    cfg = compose_config(["experiment=digits_dataset_gap"])
+    net, info = load_classifier(M.classifier_spec(cfg.digits), M.COMMITTED_DIR)
+    test = digits_split("test", cfg.digits.split.test_fraction, cfg.digits.split.seed)
+    accuracy = float((net(to_unit_range(test.images)).argmax(1) == test.labels).double().mean())
+    assert accuracy >= 0.97
+    assert accuracy == pytest.approx(info["test_accuracy"], abs=1e-3)  # float16 storage moves it at most a hair
+
+
+def test_video_generator_moves_each_digit_at_its_constant_velocity() -> None:
+    clips = moving_digit_clips(digits_split("train"), 64, torch.Generator().manual_seed(3))
+    c = centroids(clips.video)
+    assert torch.allclose(c.diff(dim=1), clips.velocity[:, None, :].float().expand(-1, 7, -1), atol=1e-4)
+    # the whole digit stays on the canvas: every frame carries the same ink
+    ink = to_unit_range(clips.video).sum((1, 3, 4))
+    assert torch.allclose(ink, ink[:, :1].expand_as(ink), rtol=1e-5)
+    assert {tuple(v) for v in clips.velocity.tolist()} <= set(VELOCITIES)
+    assert len({tuple(v) for v in clips.velocity.tolist()}) > 5
+
+
+def test_real_clips_score_exact_motion_metrics(compose_config) -> None:
+    from experiments.digits.classifier import DigitClassifier
+    from experiments.digits.evaluator import Evaluator
+
+    clips = moving_digit_clips(digits_split("test"), 40, torch.Generator().manual_seed(0))
+    evaluator = Evaluator(DigitClassifier(), digits_split("test").images)
+    m = clip_metrics(clips.video, evaluator)
+    assert m["velocity_jitter"] == pytest.approx(0.0, abs=1e-4)
+    assert m["dynamic_degree"] == pytest.approx(float(clips.velocity.float().norm(dim=1).mean()), abs=1e-4)
+
+
+def test_cfg_adapter_matches_conditional_unconditional_and_their_combination() -> None:
+    torch.manual_seed(0)
+    net = build_unet(tiny_spec()).eval()
+    alphas = training_alphas_cumprod(SCHEDULE)
+    x, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 3, 7, 9])
+
+    def eps(lab, w, clip=False):
+        return UNetEps(net, alphas, lab, w, clip_x0=clip)(x, 500)
+
+    cond, uncond = eps(labels, 1.0), eps(labels, 0.0)
+    assert not torch.allclose(cond, uncond)
+    assert torch.allclose(eps(labels, 3.0), uncond + 3.0 * (cond - uncond), atol=1e-5)
+    assert torch.allclose(eps(None, 3.0), uncond)
+    # the clipped ε is the one whose x̂₀ is the clamped x̂₀
+    a = float(alphas[500])
+    x0 = (x - (1 - a) ** 0.5 * eps(labels, 3.0, clip=True)) / a**0.5
+    raw = (x - (1 - a) ** 0.5 * eps(labels, 3.0)) / a**0.5
+    assert torch.allclose(x0, raw.clamp(-1, 1), atol=1e-4) and (raw.abs() > 1).any()
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda: class_subset(digits_split("train"), {10: 5}), "class=10 is not a digit class"),
+    (lambda: class_subset(digits_split("train"), {3: 0}), "needs at least 1"),
+    (lambda: class_subset(digits_split("train"), {}), "class counts are empty"),
+    (lambda: class_subset(digits_split("train"), {3: 10_000}), "asks for 10000"),
+    (lambda: ratio_counts(digits_split("train"), 0, 0, 2), "both class 0"),
+])
+def test_bad_class_splits_are_clear_errors(call, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        call()
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["study.minority=12"], "minority=12 is not a digit class"),
+    (["study.ratios.weak=1000"], "needs at least 1"),
+    (["study.steps=7"], "no checkpoint unet2d-"),
+    (["seeds=[]"], "seeds=[] must be a non-empty list"),
+])
+def test_bad_study_config_fails_in_validate(overrides: list[str], needle: str, compose_config) -> None:
+    from w2sd.runner import build_experiment
+
+    cfg = compose_config(["experiment=digits_dataset_gap", *overrides])
+    with pytest.raises(ConfigError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        build_experiment(cfg).validate()
+
+
+@pytest.mark.parametrize("name, metric", [("digits_dataset_gap", "minority_fraction"),
+                                          ("digits_condition_gap", "adherence")])
+def test_study_runs_end_to_end_on_committed_nets(name: str, metric: str, compose_config, tmp_path: Path) -> None:
+    from w2sd.runner import run_experiment
+
+    cfg = compose_config([f"experiment={name}", "logger=none", "seeds=[0,1]", "samples_per_seed=4", "sampler.T=3",
+                          "methods.strong_equal_nfe.T=7", "figures=false"])
+    results = run_experiment(cfg, tmp_path)
+    assert results["nfe"]["w2sd"] == results["nfe"]["strong_equal_nfe"] == 7 and results["nfe"]["strong"] == 3
+    for row in results["metrics"].values():
+        assert len(row["per_seed"][metric]) == 2 and row[f"{metric}_ci"][0] <= row[metric] <= row[f"{metric}_ci"][1]
+    assert set(results["extra"]["comparisons"]["w2sd_vs_strong"]) == {metric, "fd"}
+
+
+def test_train_true_retrains_every_net_with_lightning_and_logs_to_wandb(compose_config, tmp_path: Path) -> None:
+    from w2sd.runner import run_experiment
+
+    cfg = compose_config(["experiment=digits_dataset_gap", "logger=wandb", "train=true",
+                          f"digits.checkpoint_dir={tmp_path / 'ckpt'}", "study.steps=3", "digits.classifier.steps=3",
+                          "digits.image_net.channels=[8,16]", "seeds=[0]", "samples_per_seed=4", "sampler.T=3",
+                          "methods.strong_equal_nfe.T=7", "figures=false"])
+    results = run_experiment(cfg, tmp_path / "run")
+    assert len(list((tmp_path / "ckpt").glob("unet2d-*.pt"))) == 3
+    assert len(list((tmp_path / "ckpt").glob("classifier-*.pt"))) == 1
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 5  # classifier + three nets (training curves) + the evaluation run
+    assert results["extra"]["nets"]["strong"]["checkpoint"].startswith("unet2d-")

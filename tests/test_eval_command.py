@@ -1,0 +1,139 @@
+# `python run.py experiment=evaluate run_dir=...` end to end on a tiny run, and every bad-input path it must refuse.
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eval_tiny_models import PROMPTS, make_run_dir, prompt_file, tiny_clip, tiny_head, tiny_hps
+
+from w2sd.evaluation.run_dir import load_generation_run
+from w2sd.validation import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_evaluate_command_writes_scores_results_table_and_wandb(tmp_path):
+    clip = tiny_clip(tmp_path / "clip")
+    base, hps = tiny_hps(tmp_path / "hps")
+    head = tiny_head(tmp_path / "head.pth", 16)
+    run = make_run_dir(tmp_path / "gen", prompt_file(tmp_path), n=4)
+    out = tmp_path / "eval"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    cmd = [sys.executable, "run.py", "experiment=evaluate", f"run_dir={run}", f"hydra.run.dir={out}",
+           f"scorers.hps.checkpoint={hps}", f"scorers.hps.base={base}", f"scorers.pickscore.model={clip}",
+           f"scorers.pickscore.processor={clip}", f"scorers.aesthetic.clip={clip}", f"scorers.aesthetic.head={head}",
+           "bootstrap.resamples=500", "scorers.hps.device=cpu", "scorers.pickscore.device=cpu",
+           "scorers.aesthetic.device=cpu"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with (out / "scores.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 12 and {r["method"] for r in rows} == {"weak", "strong", "w2sd"}
+    assert all(r["prompt"] == PROMPTS[int(r["index"])] for r in rows)
+    results = json.loads((out / "results.json").read_text())
+    metrics = results["metrics"]
+    for method in ("weak", "strong", "w2sd"):
+        scores = [float(r["pickscore"]) for r in rows if r["method"] == method]
+        assert metrics[method]["pickscore"] == pytest.approx(sum(scores) / 4)
+        low, high = metrics[method]["pickscore_ci"]
+        assert low <= metrics[method]["pickscore"] <= high and metrics[method]["n"] == 4
+    comp = results["extra"]["comparisons"]["w2sd_vs_strong"]
+    assert comp["preference"]["w2sd"] + comp["preference"]["strong"] == pytest.approx(100.0)
+    win = comp["metrics"]["hps"]
+    assert win["wins"] + win["ties"] + win["losses"] == 4
+    assert "strong_vs_weak" in results["extra"]["comparisons"]
+    assert "| w2sd |" in (out / "table.md").read_text() and "w2sd vs strong" in proc.stdout
+    assert list((out / "wandb").glob("offline-run-*"))
+
+
+@pytest.fixture
+def run(tmp_path):
+    return make_run_dir(tmp_path / "gen", prompt_file(tmp_path), n=4)
+
+
+def test_a_complete_run_loads_aligned_across_methods(run):
+    gen = load_generation_run(run)
+    assert list(gen.samples) == ["weak", "strong", "w2sd"] and gen.indices == [0, 1, 2, 3] and not gen.skipped
+
+
+def test_missing_image_is_an_error_or_an_explicit_skip(run):
+    (run / "strong" / "00002.png").unlink()
+    with pytest.raises(ConfigError, match="1 of 4 prompts .* prompt 2: missing image"):
+        load_generation_run(run)
+    gen = load_generation_run(run, on_missing="skip")
+    assert gen.indices == [0, 1, 3] and all(len(rows) == 3 for rows in gen.samples.values())
+    assert 2 in gen.skipped and "missing image" in gen.skipped[2]
+
+
+def test_corrupt_png_is_reported(run):
+    (run / "w2sd" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ConfigError, match="corrupt image"):
+        load_generation_run(run)
+    assert load_generation_run(run, on_missing="skip").indices == [0, 2, 3]
+
+
+def rewrite_manifest(run: Path, edit) -> None:
+    with (run / "manifest.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    rows = edit(rows)
+    with (run / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["method", "index", "seed", "prompt", "path", "frames"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_method_missing_rows_in_manifest_is_not_averaged_silently(run):
+    rewrite_manifest(run, lambda rows: [r for r in rows if not (r["method"] == "w2sd" and r["index"] == "3")])
+    with pytest.raises(ConfigError, match="no w2sd image in manifest"):
+        load_generation_run(run)
+
+
+def test_mismatched_seeds_between_methods_are_refused(run):
+    def edit(rows):
+        for r in rows:
+            if r["method"] == "strong" and r["index"] == "1":
+                r["seed"] = "99"
+        return rows
+
+    rewrite_manifest(run, edit)
+    with pytest.raises(ConfigError, match="different seeds across methods"):
+        load_generation_run(run, on_missing="skip")
+
+
+def test_images_from_a_different_prompt_set_are_refused(tmp_path, run):
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(ConfigError, match="different prompt set"):
+        load_generation_run(run, prompts_file=str(prompt_file(other, ["x", "y", "z", "w", "v"])))
+    with pytest.raises(ConfigError, match="not 'pickapic'"):
+        load_generation_run(run, expected_prompt_set="pickapic")
+
+
+def test_duplicate_rows_and_missing_manifest_are_refused(run, tmp_path):
+    rewrite_manifest(run, lambda rows: rows + rows[:1])
+    with pytest.raises(ConfigError, match="one image per prompt"):
+        load_generation_run(run)
+    with pytest.raises(ConfigError, match="manifest.csv not found"):
+        load_generation_run(tmp_path)
+
+
+def test_pickapic_protocol_skips_empty_captions(tmp_path, run):
+    # prompt_file writes an empty caption at row 1: index 1 must be the *second non-empty* caption.
+    assert load_generation_run(run).samples["weak"][1].prompt == PROMPTS[1]
+
+
+def test_missing_weights_surface_as_the_scorers_one_line_error():
+    from omegaconf import OmegaConf
+
+    from experiments.evaluate import EvaluateExperiment
+    from w2sd.evaluation.checkpoints import MissingCheckpoint
+
+    cfg = OmegaConf.create({"scorers": {"pickscore": {"_target_": "w2sd.evaluation.pickscore.PickScoreScorer",
+                                                      "model": "nobody/none", "device": "cpu"}}})
+    with pytest.raises(MissingCheckpoint, match="nobody/none"):
+        EvaluateExperiment(cfg).build_scorer("pickscore")

@@ -1,0 +1,136 @@
+# Resumable sweeps: an interrupted Hydra multirun re-run skips finished jobs; bad sweeps fail with one clear line.
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from paper_figures.sweep_results import load_sweep
+from toy import run_ablations
+from w2sd.validation import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["logger=none", "num_samples=60", "num_seeds=2", "sampler.T=4", "model=exact", "world=gmm_1d"]
+
+
+def multirun(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """`python run.py -m ARGS` in this process (imports are already paid for); returns (exit code, output)."""
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["run.py", "-m", *args])
+    code = 0
+    try:
+        runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def snapshot(folder: Path) -> dict[str, tuple[float, bytes]]:
+    return {p.parent.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.glob("*/results.json")}
+
+
+def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path, capsys, monkeypatch) -> None:
+    folder = tmp_path / "ablation_reflection_steps"
+    sweep = ["experiment=ablation_reflection_steps", f"hydra.sweep.dir={folder}", *TINY]
+    # λ = 9 is invalid at T = 4: the second job stops the sweep, as a crash or a kill would
+    code, out = multirun([*sweep, "sampler.lam=2,9"], capsys, monkeypatch)
+    assert code == 2 and "error: sampler.lam=9 must be in [0, 3]" in out
+    before = snapshot(folder)
+    assert sorted(before) == ["model=exact,num_samples=60,num_seeds=2,sampler.T=4,sampler.lam=2,world=gmm_1d"]
+    assert not any("lam=9" in p.name for p in folder.iterdir())  # the rejected job left nothing behind
+
+    code, out = multirun([*sweep, "sampler.lam=2,3"], capsys, monkeypatch)
+    assert code == 0
+    assert out.count("skipped: ") == 1
+    after = snapshot(folder)
+    assert len(after) == 2
+    assert {k: after[k] for k in before} == before  # finished jobs untouched, byte for byte
+    assert [len(j["extra"]["seeds"]) for j in load_sweep(tmp_path, "ablation_reflection_steps")] == [2, 2]
+
+
+@pytest.mark.slow
+def test_killed_sweep_process_resumes(tmp_path: Path) -> None:
+    """A real SIGKILL of the multirun process midway; the re-run completes and keeps what was finished."""
+    args = [sys.executable, "run.py", "-m", "experiment=ablation_gap_magnitude", f"hydra.sweep.dir={tmp_path}",
+            "logger=none", "num_samples=2000", "num_seeds=2", "ablation.weak_bias_ratio=0,1,2,3,4,-1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while not list(tmp_path.glob("*/results.json")) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = snapshot(tmp_path)
+    assert 1 <= len(before) < 6
+    assert not list(tmp_path.glob("*/.results.json.*"))  # atomic writes: no half-written results
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("skipped: ") == len(before)
+    after = snapshot(tmp_path)
+    assert len(after) == 6 and {k: after[k] for k in before} == before
+
+
+def test_unknown_sweep_parameter_is_a_clear_error(tmp_path: Path, capsys, monkeypatch) -> None:
+    code, out = multirun(["experiment=ablation_resampling", f"hydra.sweep.dir={tmp_path}", *TINY,
+                          "sampler.lamda=1,2"], capsys, monkeypatch)
+    assert code != 0 and "Could not override 'sampler.lamda'" in out
+    assert not list(tmp_path.glob("*/results.json"))
+    assert run_ablations.main(["--check", "--only", "ablation_resampling", "sampler.lamda=1,2"]) == 2
+    assert "unknown sweep parameter or value?): Could not override 'sampler.lamda'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("sampler.lam=range(3,3)", "the sweep over sampler.lam (range(3,3)) has no values"),
+    ("world=choice()", "empty choice is not legal"),
+    ("num_seeds=0", "num_seeds=0 must be >= 1"),
+    ("world=gmm_3d,gmm_1d", "Could not find 'world/gmm_3d'"),
+])
+def test_bad_sweep_is_rejected_before_any_job(override: str, message: str, capsys) -> None:
+    assert run_ablations.main(["--check", "--only", "ablation_resampling", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ablation_resampling") and message in err and err.count("\n") == 1
+
+
+def test_sweep_spec_and_jobs() -> None:
+    params = run_ablations.sweep_params("ablation_reflection_steps", ["sampler.lam=0,3", "num_seeds=2"])
+    assert params == {"model": ["exact", "trained"], "sampler.lam": ["0", "3"], "world": ["gmm_1d", "gmm_2d"],
+                      "num_seeds": ["2"]}
+    jobs = run_ablations.sweep_jobs(params)
+    assert len(jobs) == 8 and jobs[0] == ["model=exact", "sampler.lam=0", "world=gmm_1d", "num_seeds=2"]
+    assert run_ablations.check_sweep("ablation_resampling", []) == 2
+
+
+def test_slurm_launcher_config_composes() -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=ablation_gap_magnitude", "hydra/launcher=slurm",
+                                           "hydra.launcher.partition=cpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.cpus_per_task, launcher.gpus_per_node) == ("cpu", 2, 0)
+
+
+@pytest.mark.slow
+def test_every_ablation_sweep_validates() -> None:
+    assert all(run_ablations.check_sweep(name, []) >= 1 for name in run_ablations.ABLATIONS)
+
+
+def test_stale_results_schema_is_a_clear_error(tmp_path: Path, capsys, monkeypatch) -> None:
+    job = tmp_path / "ablation_resampling" / "world=gmm_1d"
+    job.mkdir(parents=True)
+    (job / "results.json").write_text(json.dumps({"schema_version": 0, "experiment": "ablation_resampling"}))
+    code, out = multirun(["experiment=ablation_resampling", f"hydra.sweep.dir={job.parent}", "logger=none",
+                          "world=gmm_1d"], capsys, monkeypatch)
+    assert code == 2 and "has results schema_version=0, this w2sd reads 1; re-run" in out
+    with pytest.raises(ConfigError, match="schema_version=0"):
+        load_sweep(tmp_path, "ablation_resampling")

@@ -1,0 +1,156 @@
+# Turning a diffusers pipeline + a model setting (LoRA scales, CFG, prompt, ControlNet, MoE routing) into ε(x, t).
+"""The core samplers only see `eps(x, t) -> Tensor`. A `ModelSetting` says which configuration of a pipeline's
+network that callable stands for; `Conditioning` holds the already-encoded prompt (per branch: conditional /
+unconditional) so the denoiser does no text encoding inside the sampling loop. CFG runs the batch-2 pass only
+when it is needed: scale 1 is the conditional branch alone and scale 0 the unconditional branch alone (the
+released code always ran both, paper.md §1.4)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers.utils.peft_utils import set_adapter_layers, set_weights_and_activate_adapters
+from torch import nn
+
+from w2sd.pipelines.moe import ROUTES, moe_layers, set_routing
+from w2sd.validation import ConfigError, check_choice
+
+SETTING_KEYS = ("model", "cfg", "lora", "prompt", "control_scale", "moe")
+PROMPT_VARIANTS = ("raw", "refined")
+
+
+@dataclass(frozen=True)
+class ModelSetting:
+    """One operator M of the paper: a network configuration and the guidance it is run with."""
+
+    model: str = "base"                      # entry of the model table (the pipeline) this setting runs
+    cfg: float = 1.0                         # CFG scale; 1 = conditional only, 0 = unconditional only
+    lora: Mapping[str, float] | None = None  # adapter name → scale (negative allowed); None = LoRA off
+    prompt: str = "raw"                      # which prompt variant conditions it: raw | refined
+    control_scale: float = 0.0               # ControlNet conditioning scale; 0 = plain pipeline
+    moe: tuple[str, int] | None = None       # (route, k): MoE layers use the top-k or bottom-k experts
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Mapping | ModelSetting) -> ModelSetting:
+        if isinstance(cfg, ModelSetting):
+            return cfg
+        unknown = sorted(set(cfg) - set(SETTING_KEYS))
+        if unknown:
+            raise ConfigError(f"setting {name!r}: unknown key(s) {unknown}; allowed: {list(SETTING_KEYS)}")
+        check_choice(f"settings.{name}.prompt", cfg.get("prompt", "raw"), PROMPT_VARIANTS)
+        moe = cfg.get("moe")
+        if moe is not None:
+            check_choice(f"settings.{name}.moe.route", moe.get("route"), ROUTES)
+            moe = (str(moe["route"]), int(moe.get("k", 2)))
+        lora = cfg.get("lora")
+        return cls(model=str(cfg.get("model", "base")), cfg=float(cfg.get("cfg", 1.0)),
+                   lora=None if lora is None else {str(k): float(v) for k, v in lora.items()},
+                   prompt=str(cfg.get("prompt", "raw")), control_scale=float(cfg.get("control_scale", 0.0)),
+                   moe=moe)
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        """Network passes one call needs: CFG at scale 1 or 0 is a single branch."""
+        if self.cfg == 1.0:
+            return ("cond",)
+        if self.cfg == 0.0:
+            return ("uncond",)
+        return ("uncond", "cond")
+
+
+@dataclass
+class Conditioning:
+    """Model keyword arguments per CFG branch, batch-first (e.g. encoder_hidden_states, added_cond_kwargs)."""
+
+    cond: dict[str, Any]
+    uncond: dict[str, Any]
+    control_image: torch.Tensor | None = None  # preprocessed ControlNet input, one row per sample
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def denoiser_network(pipe: Any) -> nn.Module:
+    network = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    if network is None:
+        raise ConfigError(f"{type(pipe).__name__} has neither a unet nor a transformer to denoise with")
+    return network
+
+
+def loaded_adapters(module: nn.Module) -> set[str]:
+    return set(getattr(module, "peft_config", None) or {})
+
+
+def check_setting(name: str, setting: ModelSetting, pipe: Any) -> None:
+    """Raise ConfigError if the pipeline cannot run this setting (before any work is done)."""
+    network = denoiser_network(pipe)
+    missing = sorted(set(setting.lora or {}) - loaded_adapters(network))
+    if missing:
+        raise ConfigError(f"setting {name!r}: LoRA adapter(s) {missing} are not loaded on model "
+                          f"{setting.model!r} (loaded: {sorted(loaded_adapters(network))}); add them under "
+                          f"models.{setting.model}.loras or call pipe.load_lora_weights(..., adapter_name=...)")
+    if setting.control_scale != 0 and getattr(pipe, "controlnet", None) is None:
+        raise ConfigError(f"setting {name!r}: control_scale={setting.control_scale} needs a ControlNet pipeline; "
+                          f"give models.{setting.model}.controlnet and a ControlNet pipeline class")
+    if setting.moe is not None and not moe_layers(network):
+        raise ConfigError(f"setting {name!r}: moe routing needs MoE layers; give models.{setting.model}.moe")
+    prediction = getattr(pipe.scheduler.config, "prediction_type", "epsilon")
+    if prediction != "epsilon":
+        raise ConfigError(f"model {setting.model!r}: prediction_type={prediction!r}; only ε-prediction models are "
+                          "supported by the DDIM-based samplers")
+
+
+def apply_lora(module: nn.Module, scales: Mapping[str, float] | None) -> None:
+    """Set the module's LoRA adapters to `scales` (None: off); skipped when they already are, which makes the
+    per-call switching of a shared LoRA network cheap."""
+    if not loaded_adapters(module):
+        return
+    state = None if scales is None else tuple(sorted(scales.items()))
+    if getattr(module, "_w2sd_lora_state", "unset") == state:
+        return
+    if state is None:
+        set_adapter_layers(module, enabled=False)
+    else:
+        set_adapter_layers(module, enabled=True)
+        set_weights_and_activate_adapters(module, [n for n, _ in state], [w for _, w in state])
+    module._w2sd_lora_state = state
+
+
+def _cat(values: list[Any]) -> Any:
+    if isinstance(values[0], Mapping):
+        return {k: _cat([v[k] for v in values]) for k in values[0]}
+    return torch.cat(values, dim=0)
+
+
+class PipelineDenoiser:
+    """ε(x, t) of one pipeline under one ModelSetting, for one batch of encoded conditioning."""
+
+    def __init__(self, pipe: Any, setting: ModelSetting, conditioning: Conditioning, name: str = "setting") -> None:
+        check_setting(name, setting, pipe)
+        if setting.control_scale != 0 and conditioning.control_image is None:
+            raise ConfigError(f"setting {name!r}: control_scale={setting.control_scale} but no control image was "
+                              "given; set control_image (a path, or a `control_image` column in the prompt file)")
+        self.pipe, self.setting, self.conditioning = pipe, setting, conditioning
+        self.network = denoiser_network(pipe)
+        self.controlnet = getattr(pipe, "controlnet", None) if setting.control_scale != 0 else None
+
+    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        apply_lora(self.network, self.setting.lora)
+        if self.setting.moe is not None:
+            set_routing(self.network, *self.setting.moe)
+        branches = self.setting.branches
+        kwargs = _cat([getattr(self.conditioning, b) for b in branches])
+        x_in = torch.cat([x] * len(branches)).to(self.network.dtype)
+        timestep = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x.device)
+        if self.controlnet is not None:
+            image = torch.cat([self.conditioning.control_image] * len(branches))
+            down, mid = self.controlnet(x_in, timestep, controlnet_cond=image,
+                                        conditioning_scale=self.setting.control_scale, return_dict=False, **kwargs)
+            kwargs = {**kwargs, "down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        out = self.network(x_in, timestep, return_dict=False, **kwargs)[0].to(x.dtype)
+        if out.shape[1] == 2 * x.shape[1]:  # learned-variance models (DiT) also output Σ; keep ε
+            out = out[:, : x.shape[1]]
+        if len(branches) == 1:
+            return out
+        uncond, cond = out.chunk(2)
+        return uncond + self.setting.cfg * (cond - uncond)

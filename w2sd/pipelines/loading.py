@@ -1,0 +1,112 @@
+# Loading diffusers pipelines (and LoRA, ControlNet, motion-adapter add-ons) from a local path or the HF cache.
+"""A model spec is a mapping such as
+`{pipeline: StableDiffusionXLPipeline, id: stabilityai/stable-diffusion-xl-base-1.0, path: null, dtype: float16,
+  loras: {art: {id: ..., weight_name: ..., path: null}}, controlnet: {id: ..., path: null}, motion_adapter: ...}`.
+`path` wins over `id`; an `id` is read from the Hugging Face cache. With HF_HUB_OFFLINE=1 nothing is downloaded and
+a missing model is reported at validation time in one line (no hub retries); without it diffusers may download."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import try_to_load_from_cache
+
+from w2sd.pipelines.moe import install_moe
+from w2sd.validation import ConfigError
+
+SPEC_KEYS = {"pipeline", "id", "path", "dtype", "variant", "loras", "controlnet", "motion_adapter", "moe"}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# file whose presence in a folder / the cache says "this model is here"
+MARKERS = {"pipeline": "model_index.json", "controlnet": "config.json", "motion_adapter": "config.json"}
+
+
+def offline() -> bool:
+    return bool(hf_constants.is_offline_mode())
+
+
+def _where(key: str, model_id: str | None) -> str:
+    how = f"`hf download {model_id}` where the Hub is reachable (cache: {hf_constants.HF_HUB_CACHE}), or " \
+        if model_id else ""
+    return f"provide it with {how}`{key}.path=/local/folder`"
+
+
+def resolve_source(key: str, spec: Mapping, marker: str | None) -> str:
+    """A local folder/file or a Hub id that is known to be loadable; raises ConfigError naming id, place and fix."""
+    model_id, path = spec.get("id"), spec.get("path")
+    if path:
+        if not Path(path).exists():
+            raise ConfigError(f"{key}: path {path} does not exist (model {model_id!r}); {_where(key, model_id)}")
+        return str(path)
+    if not model_id:
+        raise ConfigError(f"{key}: neither id nor path is set; set {key}.id=<hub id> or {key}.path=/local/folder")
+    if offline() and marker is not None and not isinstance(try_to_load_from_cache(model_id, marker), str):
+        raise ConfigError(f"{key}: model {model_id!r} is not in the HF cache ({hf_constants.HF_HUB_CACHE}) and "
+                          f"HF_HUB_OFFLINE=1 forbids downloading; {_where(key, model_id)}")
+    return str(model_id)
+
+
+def _lora_source(key: str, spec: Mapping) -> tuple[str, str | None]:
+    """(folder or id, weight file name) for load_lora_weights; a path may point at the .safetensors file itself."""
+    weight_name = spec.get("weight_name")
+    source = resolve_source(key, spec, weight_name)
+    if spec.get("path") and Path(source).is_file():
+        return str(Path(source).parent), Path(source).name
+    return source, weight_name
+
+
+def pipeline_class(key: str, name: str) -> type:
+    cls = getattr(diffusers, str(name), None)
+    if not isinstance(cls, type) or not issubclass(cls, diffusers.DiffusionPipeline):
+        raise ConfigError(f"{key}.pipeline={name!r} is not a diffusers pipeline class; "
+                          "use e.g. StableDiffusionPipeline, StableDiffusionXLPipeline, AnimateDiffSDXLPipeline")
+    return cls
+
+
+def check_model_spec(key: str, spec: Mapping) -> None:
+    """Everything about a spec that can be checked without loading weights (run in Experiment.validate)."""
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {unknown}; allowed: {sorted(SPEC_KEYS)}")
+    pipeline_class(key, spec.get("pipeline"))
+    if spec.get("dtype", "float32") not in DTYPES:
+        raise ConfigError(f"{key}.dtype={spec.get('dtype')!r} is not one of {sorted(DTYPES)}")
+    resolve_source(key, spec, MARKERS["pipeline"])
+    for part in ("controlnet", "motion_adapter"):
+        if spec.get(part):
+            resolve_source(f"{key}.{part}", spec[part], MARKERS[part])
+    for name, lora in (spec.get("loras") or {}).items():
+        _lora_source(f"{key}.loras.{name}", lora)
+    if spec.get("moe"):
+        resolve_source(f"{key}.moe", spec["moe"], None)
+
+
+def load_pipeline(key: str, spec: Mapping, device: str | torch.device = "cpu") -> Any:
+    """Load the pipeline a spec describes, with its LoRA adapters (named as in `loras`) and add-ons."""
+    check_model_spec(key, spec)
+    dtype = DTYPES[spec.get("dtype", "float32")]
+    common = {"torch_dtype": dtype, "local_files_only": offline()}
+    extra: dict[str, Any] = {}
+    if spec.get("controlnet"):
+        source = resolve_source(f"{key}.controlnet", spec["controlnet"], MARKERS["controlnet"])
+        extra["controlnet"] = diffusers.ControlNetModel.from_pretrained(source, **common)
+    if spec.get("motion_adapter"):
+        source = resolve_source(f"{key}.motion_adapter", spec["motion_adapter"], MARKERS["motion_adapter"])
+        extra["motion_adapter"] = diffusers.MotionAdapter.from_pretrained(source, **common)
+    cls = pipeline_class(key, spec["pipeline"])
+    source = resolve_source(key, spec, MARKERS["pipeline"])
+    variant = {"variant": spec["variant"]} if spec.get("variant") else {}
+    pipe = cls.from_pretrained(source, **common, **variant, **extra)
+    for name, lora in (spec.get("loras") or {}).items():
+        lora_source, weight_name = _lora_source(f"{key}.loras.{name}", lora)
+        pipe.load_lora_weights(lora_source, weight_name=weight_name, adapter_name=name,
+                               local_files_only=offline())
+    if spec.get("moe"):
+        moe = spec["moe"]
+        install_moe(pipe.transformer, num_experts=moe["num_experts"], state_path=resolve_source(f"{key}.moe", moe,
+                                                                                                None))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
