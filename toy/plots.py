@@ -14,7 +14,8 @@ from toy.gmm import GaussianMixture  # noqa: E402
 from w2sd.results import atomic_savefig  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_png(fig: plt.Figure, path: Path) -> Path:
+    """Tight layout, atomic PNG write, close: the one way toy and digits figures are saved."""
     fig.tight_layout()
     atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
@@ -32,7 +33,7 @@ def densities_1d(samples: Mapping[str, torch.Tensor], ideal: GaussianMixture, pa
         ax.set_title(name)
         ax.set_xlabel("x")
     axes[0].legend(loc="upper left", fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def scatter_2d(samples: Mapping[str, torch.Tensor], ideal: GaussianMixture, path: Path, max_points: int = 3000) -> Path:
@@ -49,7 +50,7 @@ def scatter_2d(samples: Mapping[str, torch.Tensor], ideal: GaussianMixture, path
         ax.set_aspect("equal")
         ax.set_xlim(-8, 8)
         ax.set_ylim(-8, 8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def trajectories(paths: Mapping[str, torch.Tensor], path: Path) -> Path:
@@ -70,7 +71,7 @@ def trajectories(paths: Mapping[str, torch.Tensor], path: Path) -> Path:
             ax.set_xlim(-8, 8)
             ax.set_ylim(-8, 8)
         ax.set_title(name)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def delta_alignment(curves: Mapping[str, list[float]], path: Path) -> Path:
@@ -83,4 +84,4 @@ def delta_alignment(curves: Mapping[str, list[float]], path: Path) -> Path:
     ax.set_xlabel("noise level σ = √((1−ᾱ)/ᾱ)")
     ax.set_ylim(-1.05, 1.05)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path)

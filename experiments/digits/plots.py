@@ -10,7 +10,7 @@ from sklearn.decomposition import PCA
 
 from experiments.digits.data import Split, to_unit_range
 from experiments.digits.evaluator import Evaluator
-from toy.plots import _save  # the toy figures' tight-layout atomic PNG writer (also selects the Agg backend)
+from toy.plots import save_png  # the shared tight-layout atomic PNG writer (also selects the Agg backend)
 
 
 def image_grid(samples: Mapping[str, torch.Tensor], path: Path, per_method: int = 20) -> Path:
@@ -22,7 +22,7 @@ def image_grid(samples: Mapping[str, torch.Tensor], path: Path, per_method: int 
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def feature_pca(samples: Mapping[str, torch.Tensor], reference: Split, evaluator: Evaluator,
@@ -44,7 +44,7 @@ def feature_pca(samples: Mapping[str, torch.Tensor], reference: Split, evaluator
         ax.legend(fontsize=6, loc="best")
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def filmstrips(samples: Mapping[str, torch.Tensor], path: Path, clips: int = 3) -> Path:
@@ -57,4 +57,4 @@ def filmstrips(samples: Mapping[str, torch.Tensor], path: Path, clips: int = 3) 
         ax.set_ylabel(f"{name} #{k}", rotation=0, ha="right", va="center", fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_png(fig, path)
