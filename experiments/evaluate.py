@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from PIL import Image
 
+from w2sd.evaluation.distribution import fid, inception_extractor, inception_score, reference_images
 from w2sd.evaluation.preference import pairwise_preference
 from w2sd.evaluation.run_dir import GenerationRun, Sample, load_generation_run, open_image
-from w2sd.evaluation.scorer import Scorer
+from w2sd.evaluation.scorer import Scorer, pick_device
 from w2sd.evaluation.similarity import clip_embedder, dino_embedder
 from w2sd.evaluation.video import split_strip, video_metrics
 from w2sd.experiment import Experiment, RunResult
@@ -22,13 +25,17 @@ from w2sd.results import atomic_write_text
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
-VIDEO_METRICS = ("subject_consistency", "background_consistency", "motion_smoothness", "dynamic_degree",
-                 "aesthetic_quality", "imaging_quality")
+DISTRIBUTION_METRICS = ("fid", "is")
 
 
 def sample_frames(sample: Sample) -> list[Image.Image]:
     image = open_image(sample.path)
     return [image] if sample.frames == 1 else split_strip(image, sample.frames)
+
+
+def method_images(samples: list[Sample]) -> Iterator[Image.Image]:
+    """Every image (or video frame) of one method, loaded lazily so set-level metrics can stream them."""
+    return (frame for s in samples for frame in sample_frames(s))
 
 
 class EvaluateExperiment(Experiment):
@@ -65,6 +72,39 @@ class EvaluateExperiment(Experiment):
         if self.generation.skipped:
             print(f"skipped {len(self.generation.skipped)} prompts in every method (on_missing=skip): "
                   + "; ".join(f"{i}: {why}" for i, why in self.generation.skipped.items()))
+        imaging = cfg.video.get("imaging")
+        if imaging and imaging not in cfg.scorers:
+            raise ConfigError(f"video.imaging={imaging} is not in scorers {list(cfg.scorers)}; "
+                              "use laplacian (the default) or add one with +scorer@scorers.NAME=<conf/scorer file>")
+        self.validate_distribution()
+
+    def validate_distribution(self) -> None:
+        """Set-level FID / IS need enough images per method and, for FID, a non-empty reference folder."""
+        dist = self.cfg.distribution
+        self.distribution_metrics = list(dist.metrics or [])
+        unknown = [m for m in self.distribution_metrics if m not in DISTRIBUTION_METRICS]
+        if unknown:
+            raise ConfigError(f"distribution.metrics has {unknown}; choose from {list(DISTRIBUTION_METRICS)}")
+        if dist.image_size is not None:
+            check_int_range("distribution.image_size", dist.image_size, 1)
+        check_int_range("distribution.batch_size", dist.batch_size, 1)
+        check_int_range("distribution.splits", dist.splits, 1)
+        self.reference: list[Path] = []
+        if "fid" in self.distribution_metrics:
+            if not dist.reference_dir:
+                raise ConfigError("distribution.metrics has fid but distribution.reference_dir=null; pass "
+                                  "distribution.reference_dir=<folder of reference images> (or drop fid)")
+            self.reference = reference_images(dist.reference_dir)
+            if len(self.reference) < 2:
+                raise ConfigError(f"FID needs >= 2 reference images; distribution.reference_dir={dist.reference_dir} "
+                                  f"holds {len(self.reference)}")
+        needed = {"fid": 2, "is": dist.splits}
+        for method, samples in self.generation.samples.items():
+            count = sum(s.frames for s in samples)
+            for metric in self.distribution_metrics:
+                if count < needed[metric]:
+                    raise ConfigError(f"{metric} of method {method} needs >= {needed[metric]} images, the run has "
+                                      f"{count}" + ("; lower distribution.splits" if metric == "is" else ""))
 
     # -- stages -------------------------------------------------------------------------------------------
     def build_scorer(self, name: str) -> Scorer:
@@ -82,6 +122,35 @@ class EvaluateExperiment(Experiment):
             raise ConfigError(f"preference_scorer={pref} does not output preference logits; use pickscore")
         return scorers
 
+    def build_extractors(self) -> dict[str, torch.nn.Module]:
+        """The feature network per distribution metric: the injected `distribution.extractor` (its output serves
+        as FID features and as IS class logits) or torchmetrics' Inception (2048-d pool features / logits)."""
+        dist = self.cfg.distribution
+        device = pick_device(dist.device)
+        if dist.extractor is not None:
+            shared = instantiate(dist.extractor)
+            return {m: shared.to(device) for m in self.distribution_metrics}
+        outputs = {"fid": "2048", "is": "logits_unbiased"}
+        return {m: inception_extractor(outputs[m], dist.inception_weights).to(device)
+                for m in self.distribution_metrics}
+
+    def distribution(self, extractors: dict[str, torch.nn.Module]) -> dict[str, dict[str, float]]:
+        """Set-level FID (vs the reference folder) and IS over all images of each method (video frames count as
+        images). One number per method: there is no per-prompt sample to bootstrap a CI from."""
+        dist = self.cfg.distribution
+        kwargs = {"batch_size": dist.batch_size, "image_size": dist.image_size, "device": pick_device(dist.device)}
+        out: dict[str, dict[str, float]] = {}
+        for method, samples in self.generation.samples.items():
+            row: dict[str, float] = {}
+            if "fid" in extractors:
+                reference = (open_image(p) for p in self.reference)
+                row["fid"] = fid(method_images(samples), reference, feature=extractors["fid"], **kwargs)
+            if "is" in extractors:
+                row["is"], row["is_std"] = inception_score(method_images(samples), extractors["is"],
+                                                           splits=dist.splits, **kwargs)
+            out[method] = row
+        return out
+
     def score(self, scorers: dict[str, Scorer]) -> dict[str, dict[str, np.ndarray]]:
         """scores[method][metric]: one value per prompt index; a video's image scores are its frame mean."""
         video_cfg = self.cfg.video
@@ -92,6 +161,7 @@ class EvaluateExperiment(Experiment):
         background = clip_embedder(video_cfg.background, device, scorer="background") \
             if is_video and video_cfg.background else None
         aesthetic = scorers.get(video_cfg.aesthetic) if video_cfg.aesthetic else None
+        imaging = self.build_scorer(video_cfg.imaging) if is_video and video_cfg.get("imaging") else None
         scores: dict[str, dict[str, np.ndarray]] = {}
         for method, samples in self.generation.samples.items():
             frames = [sample_frames(s) for s in samples]
@@ -103,9 +173,9 @@ class EvaluateExperiment(Experiment):
                 per_frame = scorer.score(flat, prompts)
                 scores[method][name] = np.bincount(owner, per_frame) / np.bincount(owner)
             if is_video:
-                rows = [video_metrics(v, s.prompt, subject=subject, background=background, aesthetic=aesthetic)
-                        if len(v) >= 3 else {} for s, v in zip(samples, frames)]
-                for key in VIDEO_METRICS:
+                rows = [video_metrics(v, s.prompt, subject=subject, background=background, aesthetic=aesthetic,
+                                      imaging=imaging) if len(v) >= 3 else {} for s, v in zip(samples, frames)]
+                for key in rows[0]:
                     if all(key in r for r in rows):
                         scores[method][key] = np.array([r[key] for r in rows])
         return scores
@@ -172,6 +242,12 @@ class EvaluateExperiment(Experiment):
             if "preference" in entry:
                 p = entry["preference"]
                 lines.append(f"| preference % ({p['scorer']} softmax) | {a} {p[a]:.2f} / {b} {p[b]:.2f} | |")
+        if self.distribution_metrics:
+            lines += ["", "**Set-level** (all images of a method; one number each, no CI)", "",
+                      "| method | FID (lower is better) | IS (mean ± std over splits) |", "|---|---|---|"]
+            for method, row in metrics.items():
+                is_cell = f"{format_value(row['is'])} ± {format_value(row['is_std'])}" if "is" in row else "–"
+                lines.append(f"| {method} | {format_value(row.get('fid'))} | {is_cell} |")
         return "\n".join(lines) + "\n"
 
     def wandb_samples(self, scores: dict[str, dict[str, np.ndarray]]) -> tuple[list[str], list[list]]:
@@ -192,8 +268,11 @@ class EvaluateExperiment(Experiment):
 
     def run(self, run_dir: Path) -> RunResult:
         scorers = self.build_scorers()
+        extractors = self.build_extractors()
         scores = self.score(scorers)
         metrics = self.aggregate(scores)
+        for method, row in self.distribution(extractors).items():
+            metrics[method].update(row)
         comparisons = self.compare(scores)
         self.write_scores(scores, run_dir / "scores.csv")
         table = self.render(metrics, comparisons)
@@ -206,4 +285,7 @@ class EvaluateExperiment(Experiment):
                                                        for s in rows),
                               "shared_seeds": True, "one_image_per_prompt": True},
                  "scorers": {n: OmegaConf.to_container(self.cfg.scorers[n], resolve=True) for n in scorers}}
+        if self.distribution_metrics:
+            extra["distribution"] = {**OmegaConf.to_container(self.cfg.distribution, resolve=True),
+                                     "n_reference": len(self.reference), "ci": "none (set-level metric)"}
         return RunResult(metrics=metrics, extra=extra, tables={"samples": self.wandb_samples(scores)})

@@ -35,7 +35,7 @@ from w2sd.seeding import per_sample_generators
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
 SEED_STRIDE = 10_000_000
-GAP_TYPES = ("weights", "lora", "cfg", "prompt", "controlnet", "moe", "weights_cfg")
+GAP_TYPES = ("weights", "lora", "cfg", "prompt", "controlnet", "ip_adapter", "moe", "weights_cfg")
 MANIFEST_COLUMNS = ("method", "index", "seed", "prompt", "path", "frames")
 # config keys that do not change any image (so a run may resume with other values)
 PLACEMENT_KEYS = ("trainer", "batch_size", "grid_size", "cpu_threads")
@@ -102,9 +102,9 @@ class GenerationModule(L.LightningModule):
             if todo:
                 self.generate(method, resolved, todo, run_dir)
 
-    def _control_images(self, items: list[PromptItem]) -> list[Image.Image]:
-        paths = [item.control_image or self.plan["control_image"] for item in items]
-        return [Image.open(p).convert("RGB") for p in paths]
+    def _images(self, items: list[PromptItem], kind: str) -> list[Image.Image]:
+        """Per-prompt images of `kind` (control_image | ip_adapter_image), else the pipeline-wide one."""
+        return [Image.open(getattr(item, kind) or self.plan[kind]).convert("RGB") for item in items]
 
     def generate(self, method: str, resolved: Mapping, items: list[PromptItem], run_dir: Path) -> None:
         plan, settings = self.plan, {n: ModelSetting.from_config(n, s) for n, s in self.plan["settings"].items()}
@@ -116,7 +116,9 @@ class GenerationModule(L.LightningModule):
             prompts = [item.refined if setting.prompt == "refined" else item.prompt for item in items]
             cond = encode(pipe, setting, prompts, negative_prompt=plan["negative_prompt"], height=plan["height"],
                           width=plan["width"], num_frames=plan["num_frames"],
-                          control_images=self._control_images(items) if setting.control_scale else None)
+                          control_images=self._images(items, "control_image") if setting.control_scale else None,
+                          ip_adapter_images=self._images(items, "ip_adapter_image")
+                          if plan["models"][setting.model].get("ip_adapter") else None)
             denoisers[name] = PipelineDenoiser(pipe, setting, cond, name=name)
         output_setting = roles.get("final") or roles.get("strong") or roles["model"]
         pipe = self.pipes[settings[output_setting].model]
@@ -162,15 +164,24 @@ class GenerationExperiment(Experiment):
         prompts_cfg = OmegaConf.to_container(cfg.prompts, resolve=True)
         for name, setting in settings.items():
             self._check_setting(name, setting, models, pipeline, prompts_cfg)
-        if gap["type"] == "controlnet" and not any(s.control_scale for s in settings.values()):
-            raise ConfigError("gap.type=controlnet but no setting has control_scale != 0; set settings.*.control_scale")
+        for kind, key in (("controlnet", "control_scale"), ("ip_adapter", "ip_adapter_scale")):
+            if gap["type"] == kind and not any(getattr(s, key) for s in settings.values()):
+                raise ConfigError(f"gap.type={kind} but no setting has {key} != 0; set settings.*.{key}")
         self.items = load_prompts(prompts_cfg)
+        used = {"control_image": any(s.control_scale for s in settings.values()),
+                "ip_adapter_image": any(models[s.model].get("ip_adapter") for s in settings.values())}
+        for kind in (k for k, needed in used.items() if needed):
+            missing = [item.index for item in self.items if not getattr(item, kind) and not pipeline.get(kind)]
+            if missing:
+                raise ConfigError(f"prompts {missing} have an empty {prompts_cfg[f'{kind}_column']!r} column and "
+                                  f"pipeline.{kind} is not set; fill the column or set pipeline.{kind}=/path.png")
         for name, spec in models.items():
             check_model_spec(f"gap.models.{name}", spec)
         self.plan = {"models": models, "settings": gap["settings"], "methods": methods, "T": T, "lam": lam,
                      "seed": int(cfg.seed), "height": int(pipeline["height"]), "width": int(pipeline["width"]),
                      "num_frames": pipeline.get("num_frames"), "negative_prompt": pipeline.get("negative_prompt"),
-                     "control_image": pipeline.get("control_image"), "cpu_threads": pipeline.get("cpu_threads")}
+                     "control_image": pipeline.get("control_image"),
+                     "ip_adapter_image": pipeline.get("ip_adapter_image"), "cpu_threads": pipeline.get("cpu_threads")}
         self.pipeline_cfg = pipeline
 
     @staticmethod
@@ -186,17 +197,26 @@ class GenerationExperiment(Experiment):
         if setting.control_scale:
             if not spec.get("controlnet"):
                 raise ConfigError(f"gap.settings.{name}.control_scale needs gap.models.{setting.model}.controlnet")
-            image = pipeline.get("control_image")
-            if not image and not prompts.get("control_image_column"):
-                raise ConfigError(f"gap.settings.{name} uses ControlNet but there is no control image; set "
-                                  "pipeline.control_image=/path/edges.png or prompts.control_image_column")
-            if image and not Path(image).is_file():
-                raise ConfigError(f"pipeline.control_image={image} does not exist; give an existing image file")
+            GenerationExperiment._check_image(name, "control_image", "control image", pipeline, prompts)
+        if setting.ip_adapter_scale and not spec.get("ip_adapter"):
+            raise ConfigError(f"gap.settings.{name}.ip_adapter_scale needs gap.models.{setting.model}.ip_adapter")
+        if spec.get("ip_adapter"):  # every leg on a UNet with an IP-Adapter takes the image (scale 0: ignored)
+            GenerationExperiment._check_image(name, "ip_adapter_image", "IP-Adapter image", pipeline, prompts)
         if setting.moe is not None and not spec.get("moe"):
             raise ConfigError(f"gap.settings.{name}.moe needs gap.models.{setting.model}.moe (an MoE checkpoint)")
         if setting.prompt == "refined" and not prompts.get("refined_column"):
             raise ConfigError(f"gap.settings.{name}.prompt=refined needs prompts.refined_column (a CSV column of "
                               "LLM-refined prompts)")
+
+    @staticmethod
+    def _check_image(name: str, kind: str, noun: str, pipeline: Mapping, prompts: Mapping) -> None:
+        """A setting that needs a `kind` image has one: pipeline-wide (an existing file) or a prompt-file column."""
+        image = pipeline.get(kind)
+        if not image and not prompts.get(f"{kind}_column"):
+            raise ConfigError(f"gap.settings.{name} needs a {noun} but there is no {noun}; set "
+                              f"pipeline.{kind}=/path/image.png or prompts.{kind}_column")
+        if image and not Path(image).is_file():
+            raise ConfigError(f"pipeline.{kind}={image} does not exist; give an existing image file")
 
     # -- stages -------------------------------------------------------------------------------------------
     def check_resume(self, run_dir: Path) -> None:

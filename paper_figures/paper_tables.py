@@ -71,7 +71,7 @@ TABLES: dict[str, tuple[str, list[tuple[str, str]], list[tuple[str, list[float |
     "12": ("Video (AnimateDiff, 200 VBench prompts; VBench-style, %)", [
         ("Subject", "subject_consistency"), ("Background", "background_consistency"),
         ("Smoothness", "motion_smoothness"), ("Dynamic", "dynamic_degree"), ("Aesthetic", "aesthetic_quality"),
-        ("Imaging", "imaging_quality")], [
+        ("Imaging", "imaging_quality_musiq")], [
         ("AnimateDiff (SDXL)", [91.4152, 95.8491, 94.1647, 45.0000, 55.3108, 58.4293], ("eval_t12", "weak")),
         ("AnimateDiff (Juggernaut-XL)", [96.0820, 97.5463, 96.8834, 13.0653, 57.7097, 64.1674],
          ("eval_t12", "strong")),
@@ -133,5 +133,7 @@ def build(results_root: Path, out_dir: Path) -> dict[str, str]:
     intro = ("Paper numbers are from paper.md §4 (arXiv v3). No scored run exists in this repository (no reward-model "
              "weights or GPU here), so every *ours* cell is – until an `experiment=evaluate` results.json is stored "
              "under results/. Our MPS column is the PickScore two-way softmax %: the paper's MPS checkpoint and "
-             "protocol are not public (paper.md §11.5).")
+             "protocol are not public (paper.md §11.5). Table 12's Imaging column takes only a MUSIQ scorer's "
+             "`imaging_quality_musiq`; our default classical stand-in is stored as "
+             "`imaging_quality_laplacian_not_musiq` and is not comparable.")
     return {"paper_tables": "\n\n".join([intro, *(render(t, results_root) for t in TABLES)])}

@@ -147,6 +147,16 @@ def pattern_image(seed: int, size: int = 48) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
 
 
+class TinyFeatures(torch.nn.Module):
+    """Injected feature network: mean colour per channel and its square (6 features)."""
+
+    num_features = 6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = x.float().mean(dim=(2, 3)) / 255
+        return torch.cat([m, m**2], dim=1)
+
+
 PROMPTS = ["a red cat", "a blue dog", "two apples", "a house at night", "a tree", "the sea"]
 
 

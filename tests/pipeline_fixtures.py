@@ -1,4 +1,4 @@
-# Tiny random-weight SD1.5-, SDXL-, ControlNet-, AnimateDiff-SDXL- and DiT-MoE-style pipelines built from configs.
+# Tiny random-weight SD1.5-, SDXL-, ControlNet-, IP-Adapter-, AnimateDiff-SDXL- and DiT-MoE-style pipelines.
 """diffusers' own test style (block_out_channels=(32, 64), a 32-dim CLIP text encoder) with a character-level
 CLIP tokenizer built from an in-memory vocabulary, so text prompts work with no Hub access."""
 from __future__ import annotations
@@ -22,7 +22,14 @@ from diffusers import (
 )
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+)
 
 from w2sd.pipelines.moe import install_moe
 
@@ -102,6 +109,50 @@ def controlnet_pipeline(seed: int = 0) -> StableDiffusionControlNetPipeline:
     return ready(pipe)
 
 
+IP_ADAPTER_WEIGHTS = "ip-adapter_tiny.safetensors"
+
+
+def save_tiny_ip_adapter(unet: UNet2DConditionModel, folder: Path, seed: int = 0) -> Path:
+    """A random IP-Adapter for `unet` laid out as the Hub repo h94/IP-Adapter: `<folder>/models/<weights>` in
+    diffusers' format (image_proj.* = ImageProjection, ip_adapter.<id>.to_k_ip/to_v_ip per cross-attention, ids
+    1, 3, 5, … in attn_processors order) and `<folder>/models/image_encoder` (a tiny CLIP vision tower)."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    dim, embed, tokens = unet.config.cross_attention_dim, 32, 4
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=embed, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        image_size=32, patch_size=4))
+    encoder.save_pretrained(folder / "models" / "image_encoder")
+    weights = {"image_proj.proj.weight": torch.randn(tokens * dim, embed) * 0.2,
+               "image_proj.proj.bias": torch.randn(tokens * dim) * 0.2,
+               "image_proj.norm.weight": torch.ones(dim), "image_proj.norm.bias": torch.zeros(dim)}
+    cross = [name for name in unet.attn_processors if not name.endswith("attn1.processor")]
+    for i, name in enumerate(cross):
+        block = name.split(".")
+        channels = unet.config.block_out_channels
+        hidden = channels[-1] if block[0] == "mid_block" else \
+            (list(reversed(channels)) if block[0] == "up_blocks" else channels)[int(block[1])]
+        for proj in ("to_k_ip", "to_v_ip"):
+            weights[f"ip_adapter.{2 * i + 1}.{proj}.weight"] = torch.randn(hidden, dim) * 0.2
+    save_file(weights, str(folder / "models" / IP_ADAPTER_WEIGHTS))
+    return folder
+
+
+def load_tiny_ip_adapter(pipe, folder: Path):
+    pipe.load_ip_adapter(str(folder), subfolder="models", weight_name=IP_ADAPTER_WEIGHTS, local_files_only=True)
+    return ready(pipe)
+
+
+def ip_adapter_pipeline(build=sd15_pipeline, folder: Path | None = None, seed: int = 0):
+    """`build()` (SD1.5 or SDXL) with a tiny random IP-Adapter loaded through pipe.load_ip_adapter."""
+    import tempfile
+
+    pipe = build(seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_tiny_ip_adapter(pipe, save_tiny_ip_adapter(pipe.unet, folder or Path(tmp), seed + 7))
+
+
 def animatediff_sdxl_pipeline(seed: int = 0) -> AnimateDiffSDXLPipeline:
     components = sdxl_components(seed, norm_num_groups=8)
     torch.manual_seed(seed + 1)
@@ -149,8 +200,9 @@ def save_lora(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline, name: s
 
 
 def save_tiny_models(root: Path) -> dict[str, Path]:
-    """Folders as a user's disk would hold them: base pipelines, a LoRA file, a ControlNet, a motion adapter and
-    DiT-MoE weights, each saved with save_pretrained; keys name what the presets' `path` overrides point to."""
+    """Folders as a user's disk would hold them: base pipelines, a LoRA file, a ControlNet, an IP-Adapter, a motion
+    adapter and DiT-MoE weights, each saved with save_pretrained; keys name what the presets' `path` overrides
+    point to."""
     from safetensors.torch import save_file
 
     paths = {name: root / name for name in ("sd15", "sd15_b", "sdxl", "sdxl_b", "controlnet", "motion", "dit", "moe")}
@@ -162,6 +214,7 @@ def save_tiny_models(root: Path) -> dict[str, Path]:
     add_random_lora(sdxl.unet, "style", seed=3)
     paths["sdxl_lora"] = save_lora(sdxl, "style", root / "sdxl_lora")
     sd = sd15_pipeline(0)
+    paths["ip_adapter"] = save_tiny_ip_adapter(sd.unet, root / "ip_adapter")
     add_random_lora(sd.unet, "style", seed=3)
     paths["sd15_lora"] = save_lora(sd, "style", root / "sd15_lora")
     controlnet_pipeline(0).controlnet.save_pretrained(paths["controlnet"])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from eval_tiny_models import PROMPTS, make_run_dir, prompt_file, tiny_clip, tiny_head, tiny_hps
+from PIL import Image
 
 from w2sd.evaluation.run_dir import load_generation_run
 from w2sd.validation import ConfigError
@@ -137,3 +138,73 @@ def test_missing_weights_surface_as_the_scorers_one_line_error():
                                                       "model": "nobody/none", "device": "cpu"}}})
     with pytest.raises(MissingCheckpoint, match="nobody/none"):
         EvaluateExperiment(cfg).build_scorer("pickscore")
+
+
+def evaluate_config(compose_config, run: Path, *overrides: str):
+    return compose_config(["experiment=evaluate", f"run_dir={run}", "scorer_names=[]", "preference_scorer=null",
+                           "logger=none", "bootstrap.resamples=100", *overrides])
+
+
+def test_fid_and_is_reach_results_json_and_table_3(tmp_path, run, compose_config):
+    from paper_figures.paper_tables import render
+    from w2sd.runner import run_experiment
+
+    # Reference = the weak method's own images, so weak's FID is ~0; strong's images are darkened (far in
+    # TinyFeatures' colour space) and w2sd's are saturated primaries (confident, diverse "classes": higher IS).
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for png in (run / "weak").glob("*.png"):
+        (reference / png.name).write_bytes(png.read_bytes())
+    primaries = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 0, 0)]
+    for k, colour in enumerate(primaries):
+        dark = Image.open(run / "strong" / f"{k:05d}.png").point(lambda v: v // 3)
+        dark.save(run / "strong" / f"{k:05d}.png")
+        Image.new("RGB", dark.size, colour).save(run / "w2sd" / f"{k:05d}.png")
+    cfg = evaluate_config(compose_config, run, "distribution.metrics=[fid,is]",
+                          f"distribution.reference_dir={reference}", "distribution.splits=2",
+                          "distribution.extractor={_target_:eval_tiny_models.TinyFeatures}",
+                          "distribution.device=cpu", "comparisons=[]")
+    results = run_experiment(cfg, tmp_path / "results" / "eval_t3")
+    metrics = results["metrics"]
+    assert metrics["weak"]["fid"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["strong"]["fid"] > 0.05 and metrics["w2sd"]["fid"] > 0.05
+    assert metrics["w2sd"]["is"] > metrics["weak"]["is"] + 0.01 and "fid_ci" not in metrics["weak"]
+    assert results["extra"]["distribution"]["n_reference"] == 4
+    table = render("3", tmp_path / "results")
+    assert f"| {metrics['w2sd']['is']:.4f} |" in table and f"| {metrics['w2sd']['fid']:.4f} |" in table
+    assert "Set-level" in (tmp_path / "results" / "eval_t3" / "table.md").read_text()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["distribution.metrics=[fid]"], "reference_dir=null"),
+    (["distribution.metrics=[fid]", "distribution.reference_dir=/nonexistent/ref"], "is not a folder"),
+    (["distribution.metrics=[fid]", "distribution.reference_dir={empty}"], "holds no"),
+    (["distribution.metrics=[is]", "distribution.splits=10"], "needs >= 10 images"),
+    (["distribution.metrics=[kid]"], "choose from"),
+])
+def test_bad_distribution_config_is_refused_before_any_work(tmp_path, run, compose_config, overrides, message):
+    from experiments.evaluate import EvaluateExperiment
+
+    (tmp_path / "empty").mkdir()
+    overrides = [o.format(empty=tmp_path / "empty") for o in overrides]
+    with pytest.raises(ConfigError, match=message):
+        EvaluateExperiment(evaluate_config(compose_config, run, *overrides)).validate()
+
+
+def test_default_inception_without_torch_fidelity_or_weights_fails_in_one_line():
+    from w2sd.evaluation.distribution import inception_extractor
+
+    with pytest.raises(ConfigError, match="inception_weights=.*distribution.extractor") as err:
+        inception_extractor("2048", "/nonexistent/pt_inception.pth")
+    assert "\n" not in str(err.value)
+
+
+def test_video_runs_get_the_labelled_imaging_stand_in_by_default(tmp_path, compose_config):
+    from experiments.evaluate import EvaluateExperiment
+
+    video = make_run_dir(tmp_path / "video", prompt_file(tmp_path), n=2, frames=4)
+    experiment = EvaluateExperiment(evaluate_config(compose_config, video, "video.aesthetic=null"))
+    experiment.validate()
+    metrics = experiment.aggregate(experiment.score({}))
+    assert 0 < metrics["w2sd"]["imaging_quality_laplacian_not_musiq"] <= 100
+    assert "imaging_quality" not in metrics["w2sd"] and "imaging_quality_musiq" not in metrics["w2sd"]

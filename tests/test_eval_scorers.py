@@ -6,6 +6,7 @@ import pytest
 import torch
 from eval_tiny_models import (
     BLIP_VISION,
+    TinyFeatures,
     pattern_image,
     tiny_clip,
     tiny_dino,
@@ -140,16 +141,6 @@ def test_missing_checkpoints_fail_with_one_line_naming_them(tmp_path):
         with pytest.raises(MissingCheckpoint) as err:
             make()
         assert name in str(err.value) and "\n" not in str(err.value)
-
-
-class TinyFeatures(torch.nn.Module):
-    """Injected feature network: mean colour per channel and its square (6 features)."""
-
-    num_features = 6
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.float().mean(dim=(2, 3)) / 255
-        return torch.cat([m, m**2], dim=1)
 
 
 def test_fid_with_an_injected_extractor_separates_near_and_far_sets():

@@ -54,3 +54,29 @@ def test_dynamic_degree_uses_the_vbench_threshold():
     assert is_dynamic(square_clip(5))  # 5 px/frame ≫ 6·64/256 = 1.5 px
     metrics = video_metrics(square_clip(5), "a square")
     assert set(metrics) == {"motion_smoothness", "dynamic_degree"} and metrics["dynamic_degree"] == 100.0
+
+
+def test_laplacian_imaging_quality_ranks_sharp_above_blurred_and_noisy():
+    from PIL import ImageFilter
+
+    from w2sd.evaluation.imaging_quality import LaplacianQuality
+
+    rng = np.random.default_rng(3)
+    scenes = []
+    for _ in range(3):  # flat-coloured rectangles: sharp edges, no noise
+        canvas = np.full((96, 96, 3), 100, dtype=np.uint8)
+        for _ in range(8):
+            x, y = rng.integers(0, 80, 2)
+            w, h = rng.integers(6, 20, 2)
+            canvas[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+        scenes.append(Image.fromarray(canvas))
+    noisy = [Image.fromarray(np.clip(np.asarray(s, dtype=np.float64) + rng.normal(0, 20, (96, 96, 3)), 0, 255)
+                             .astype(np.uint8)) for s in scenes]
+    scorer = LaplacianQuality()
+    sharp = scorer.score(scenes, [""] * 3)
+    blur1 = scorer.score([s.filter(ImageFilter.GaussianBlur(1)) for s in scenes], [""] * 3)
+    blur3 = scorer.score([s.filter(ImageFilter.GaussianBlur(3)) for s in scenes], [""] * 3)
+    assert np.all((sharp > blur1) & (blur1 > blur3) & (sharp > scorer.score(noisy, [""] * 3)))
+    assert np.all((0 <= blur3) & (sharp <= 1)) and scorer.score([Image.new("RGB", (32, 32))], [""])[0] == 0.0
+    metrics = video_metrics(square_clip(2), "a square", imaging=scorer)
+    assert 0 < metrics["imaging_quality_laplacian_not_musiq"] <= 100 and "imaging_quality" not in metrics

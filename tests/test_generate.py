@@ -25,6 +25,8 @@ PRESETS = {
     "sdxl_prompt_geneval": ["gap.models.base.path={sdxl}"],
     "juggernaut_sdxl_cumulative": ["gap.models.strong.path={sdxl_b}", "gap.models.weak.path={sdxl}"],
     "controlnet": ["gap.models.base.path={sd15}", "gap.models.base.controlnet.path={controlnet}"],
+    "ip_adapter": ["gap.models.base.path={sd15}", "gap.models.base.ip_adapter.path={ip_adapter}",
+                   "gap.models.base.ip_adapter.weight_name=" + F.IP_ADAPTER_WEIGHTS],
     "dit_moe": ["gap.models.base.path={dit}", "gap.models.base.moe.path={moe}", "prompts.column=label"],
     "video_animatediff_sdxl": ["gap.models.strong.path={sdxl_b}", "gap.models.weak.path={sdxl}",
                                "gap.models.strong.motion_adapter.path={motion}",
@@ -40,8 +42,9 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     edges[8:24, 15:17] = 255
     Image.fromarray(edges).save(root / "edges.png")
     edge_file = str(root / "edges.png")
-    rows = [["prompt", "refined", "control_image", "label"], ["a red cat", "a red cat, detailed", edge_file, "1"],
-            ["", "", "", ""], ["7", "a blue car at night", edge_file, "0"], ["a dog", "a dog, photo", "", "1"]]
+    rows = [["prompt", "refined", "control_image", "label", "ip_adapter_image"],
+            ["a red cat", "a red cat, detailed", edge_file, "1", edge_file], ["", "", "", "", ""],
+            ["7", "a blue car at night", edge_file, "0", edge_file], ["a dog", "a dog, photo", "", "1", ""]]
     with (root / "prompts.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows(rows)
     return {**paths, "prompts": root / "prompts.csv", "edges": root / "edges.png"}
@@ -61,7 +64,7 @@ def read_manifest(run_dir: Path) -> list[dict]:
 
 # the fast set covers SD1.5, SDXL + LoRA and DiT-MoE presets (ControlNet is covered fast in test_pipelines_adapters);
 # every other preset runs with `-m slow`
-FAST = {"sd15_cfg", "sdxl_lora_xlmoreart", "dit_moe"}
+FAST = {"sd15_cfg", "sdxl_lora_xlmoreart", "dit_moe", "ip_adapter"}
 
 
 PRESET_PARAMS = [p if p in FAST else pytest.param(p, marks=pytest.mark.slow) for p in sorted(PRESETS)]
@@ -139,6 +142,21 @@ def test_controlnet_gap_without_control_image_is_rejected(tiny, tmp_path, compos
     cfg = compose_config(overrides("controlnet", tiny, tmp_path / "run", ("prompts.control_image_column=null",)))
     with pytest.raises(ConfigError, match="no control image"):
         build_experiment(cfg).validate()
+
+
+@pytest.mark.parametrize("extra, prompts, message", [
+    (("prompts.ip_adapter_image_column=null",), 1, "there is no IP-Adapter image"),
+    (("pipeline.ip_adapter_image=/nonexistent/ref.png", "prompts.ip_adapter_image_column=null"), 1, "does not exist"),
+    ((), 3, "prompts \\[2\\] have an empty 'ip_adapter_image' column"),  # the CSV's "a dog" row has no image
+    (("gap.models.base.ip_adapter=null",), 1, "ip_adapter_scale needs gap.models.base.ip_adapter"),
+])
+def test_ip_adapter_gap_without_its_image_or_adapter_is_rejected(extra, prompts, message, tiny, tmp_path,
+                                                                  compose_config) -> None:
+    run_dir = tmp_path / "run"
+    cfg = compose_config(overrides("ip_adapter", tiny, run_dir, extra, prompts=prompts))
+    with pytest.raises(ConfigError, match=message) as info:
+        build_experiment(cfg).validate()
+    assert "\n" not in str(info.value) and not run_dir.exists()
 
 
 def test_released_code_lora_switch_changes_legs_and_inversion(tiny, tmp_path, compose_config) -> None:

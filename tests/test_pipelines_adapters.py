@@ -1,4 +1,4 @@
-# Adapters on tiny random pipelines: λ = 0 equals the real diffusers pipeline, CFG branches, LoRA, MoE, inversion bound.
+# Adapters on tiny random pipelines: λ = 0 equals the diffusers pipeline; CFG, LoRA, IP-Adapter, MoE, inversion.
 from __future__ import annotations
 
 import sys
@@ -37,6 +37,8 @@ CASES = {
     "sdxl": (F.sdxl_pipeline, 5.5, {}),
     "sdxl_cfg1": (F.sdxl_pipeline, 1.0, {}),
     "controlnet": (F.controlnet_pipeline, 5.5, {"control": True}),
+    "ip_adapter_sd15": (F.ip_adapter_pipeline, 5.5, {"ip_adapter": 0.7}),
+    "ip_adapter_sdxl": (lambda: F.ip_adapter_pipeline(F.sdxl_pipeline), 5.5, {"ip_adapter": 0.7}),
     "dit_moe": (F.dit_moe_pipeline, 1.5, {}),
 }
 
@@ -45,8 +47,11 @@ CASES = {
 def test_lambda_zero_reproduces_the_diffusers_pipeline(case: str) -> None:
     build, cfg, opts = CASES[case]
     pipe = build()
-    setting = {"cfg": cfg, "control_scale": 1.0 if opts.get("control") else 0.0}
+    setting = {"cfg": cfg, "control_scale": 1.0 if opts.get("control") else 0.0,
+               "ip_adapter_scale": opts.get("ip_adapter", 0.0)}
     kwargs = {"control_image": edge_image()} if opts.get("control") else {}
+    if opts.get("ip_adapter"):
+        kwargs = {"ip_adapter_image": edge_image()}
     prompt = "1" if case == "dit_moe" else "a red cat"
     ours = w2sd_generate(strong=(pipe, setting), weak=(pipe, setting), prompt=prompt, T=T, lam=0, seed=7,
                          height=32, width=32, output_type="np", **kwargs)
@@ -56,6 +61,9 @@ def test_lambda_zero_reproduces_the_diffusers_pipeline(case: str) -> None:
     else:
         x = initial_noise(pipe, [7], latent_shape(pipe, 32, 32))
         extra = {"image": kwargs["control_image"]} if opts.get("control") else {}
+        if opts.get("ip_adapter"):
+            pipe.set_ip_adapter_scale(opts["ip_adapter"])
+            extra = kwargs
         ref = pipe(prompt=prompt, num_inference_steps=T, guidance_scale=cfg, latents=x, height=32, width=32,
                    output_type="np", **extra)
     assert type(ours) is type(ref)
@@ -108,6 +116,25 @@ def test_lora_pair_shares_one_unet_and_switching_matches_set_adapters() -> None:
     pipe.unet._w2sd_lora_state = "unset"
     torch.testing.assert_close(weak(x, 501), e_weak)
     torch.testing.assert_close(strong(x, 501), e_strong)
+
+
+def test_ip_adapter_scale_switches_one_unet_and_scale_zero_is_the_plain_pipeline(monkeypatch) -> None:
+    pipe, plain = F.ip_adapter_pipeline(), F.sd15_pipeline()
+    switches = []
+    set_scale = pipe.set_ip_adapter_scale
+    monkeypatch.setattr(pipe, "set_ip_adapter_scale", lambda scale: (switches.append(scale), set_scale(scale)))
+    x = torch.randn(1, 4, 16, 16)
+    settings = {"strong": ModelSetting(cfg=5.5, ip_adapter_scale=0.8), "weak": ModelSetting(cfg=5.5)}
+    models = {name: PipelineDenoiser(pipe, s, encode(pipe, s, ["a cat"], height=32, width=32,
+                                                     ip_adapter_images=[edge_image()]))
+              for name, s in settings.items()}
+    e_strong, e_strong_again, e_weak = models["strong"](x, 501), models["strong"](x, 501), models["weak"](x, 501)
+    assert models["strong"].network is models["weak"].network
+    assert (e_strong - e_weak).abs().max() > 1e-3
+    torch.testing.assert_close(e_weak, denoiser(plain, ModelSetting(cfg=5.5), ["a cat"])(x, 501))
+    torch.testing.assert_close(models["strong"](x, 501), e_strong)  # restored after the weak call
+    assert switches == [0.8, 0.0, 0.8]  # set only when it changes (the repeated strong call did not)
+    torch.testing.assert_close(e_strong_again, e_strong)
 
 
 def test_moe_routing_uses_top_or_bottom_experts() -> None:
@@ -163,8 +190,10 @@ def test_entry_returns_the_pipeline_output_type_for_a_lora_pair() -> None:
 
 
 def test_bad_settings_fail_with_one_clear_line() -> None:
-    pipe, cn = F.sd15_pipeline(), F.controlnet_pipeline()
+    pipe, cn, ip = F.sd15_pipeline(), F.controlnet_pipeline(), F.ip_adapter_pipeline()
     cases = [(pipe, ModelSetting(lora={"missing": 0.8}), "LoRA adapter\\(s\\) \\['missing'\\] are not loaded"),
+             (pipe, ModelSetting(ip_adapter_scale=0.5), "ip_adapter_scale=0.5 needs an IP-Adapter"),
+             (ip, ModelSetting(), "has an IP-Adapter but no IP-Adapter image was given"),
              (pipe, ModelSetting(control_scale=1.0), "needs a ControlNet pipeline"),
              (cn, ModelSetting(control_scale=1.0), "no control image was given"),
              (pipe, ModelSetting(moe=("top", 2)), "moe routing needs MoE layers")]
@@ -173,6 +202,8 @@ def test_bad_settings_fail_with_one_clear_line() -> None:
         with pytest.raises(ConfigError, match=message) as info:
             PipelineDenoiser(p, setting, cond)
         assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="has no IP-Adapter with an image encoder"):
+        encode(pipe, ModelSetting(), ["a cat"], height=32, width=32, ip_adapter_images=[edge_image()])
 
 
 def test_missing_weights_fail_fast_offline_naming_id_place_and_fix(monkeypatch) -> None:

@@ -1,7 +1,9 @@
 # FID and Inception Score of an image set (paper Table 3) through torchmetrics, with an injectable feature network.
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from itertools import islice
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,43 +14,81 @@ from torchmetrics.image.inception import InceptionScore
 
 from w2sd.validation import ConfigError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
-def _uint8_batch(images: Sequence[Image.Image]) -> torch.Tensor:
+
+def reference_images(folder: str | Path) -> list[Path]:
+    """Image files of a reference folder (recursive, sorted); refuses a missing or empty folder."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"distribution.reference_dir={folder} is not a folder; point it to the reference images "
+                          "(e.g. the ImageNet validation set for Table 3's FID)")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ConfigError(f"distribution.reference_dir={folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    return files
+
+
+def inception_extractor(output: str, weights: str | None = None) -> nn.Module:
+    """torchmetrics' FID Inception (torch-fidelity's pt_inception-2015-12-05) returning one named output.
+
+    `output` is "2048" (FID features) or "logits_unbiased" (IS). torch-fidelity downloads the weights unless
+    `weights` is a local file, so offline both the package and the file must be present.
+    """
+    fix = ("set distribution.inception_weights=<local pt_inception-2015-12-05-6726825d.pth> or inject "
+           "distribution.extractor={_target_: <your nn.Module>}")
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+        return NoTrainInceptionV3(name="inception-v3-compat", features_list=[output],
+                                  feature_extractor_weights_path=weights)
+    except ModuleNotFoundError:
+        raise ConfigError("FID/IS default Inception needs torch-fidelity (not installed; it needs torchvision); "
+                          + fix) from None
+    except OSError as err:  # urllib's URLError (offline download) and a missing/corrupt weights file
+        raise ConfigError(f"FID/IS Inception weights unavailable ({type(err).__name__}: {err}); " + fix) from None
+
+
+def _uint8_batch(images: list[Image.Image], size: int | None) -> torch.Tensor:
+    if size is not None:
+        images = [im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC) for im in images]
     arrays = [np.asarray(im.convert("RGB"), dtype=np.uint8) for im in images]
     if len({a.shape for a in arrays}) != 1:
-        raise ConfigError("FID/IS images must share one size; resize them first")
+        raise ConfigError(f"FID/IS images differ in size {sorted({a.shape[:2] for a in arrays})}; "
+                          "set distribution.image_size=<side> to resize them all")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _batches(images: Sequence[Image.Image], size: int):
-    for start in range(0, len(images), size):
-        yield _uint8_batch(images[start:start + size])
+def _feed(images: Iterable[Image.Image], batch_size: int, size: int | None, update, device) -> int:
+    """Stream images through `update` in uint8 batches (a 50K set never sits in memory); returns the count."""
+    it, count = iter(images), 0
+    while batch := list(islice(it, batch_size)):
+        update(_uint8_batch(batch, size).to(device))
+        count += len(batch)
+    return count
 
 
-def fid(generated: Sequence[Image.Image], reference: Sequence[Image.Image], feature: int | nn.Module = 2048,
-        batch_size: int = 50) -> float:
+def fid(generated: Iterable[Image.Image], reference: Iterable[Image.Image], feature: int | nn.Module = 2048,
+        batch_size: int = 50, image_size: int | None = None, device: str | torch.device = "cpu") -> float:
     """Fréchet distance of feature statistics (lower is better).
 
     `feature=2048` is the pytorch-fid Inception (torchmetrics needs `torch-fidelity`, which downloads it); any
     module mapping uint8 (N, 3, H, W) images to (N, d) features can be injected instead.
     """
-    if len(generated) < 2 or len(reference) < 2:
-        raise ConfigError(f"FID needs >= 2 images per set, got {len(generated)} generated, {len(reference)} reference")
-    metric = FrechetInceptionDistance(feature=feature)
-    for batch in _batches(reference, batch_size):
-        metric.update(batch, real=True)
-    for batch in _batches(generated, batch_size):
-        metric.update(batch, real=False)
+    metric = FrechetInceptionDistance(feature=feature).to(device)
+    n_ref = _feed(reference, batch_size, image_size, lambda b: metric.update(b, real=True), device)
+    n_gen = _feed(generated, batch_size, image_size, lambda b: metric.update(b, real=False), device)
+    if n_gen < 2 or n_ref < 2:
+        raise ConfigError(f"FID needs >= 2 images per set, got {n_gen} generated, {n_ref} reference")
     return float(metric.compute())
 
 
-def inception_score(images: Sequence[Image.Image], feature: str | nn.Module = "logits_unbiased", splits: int = 10,
-                    batch_size: int = 50) -> tuple[float, float]:
+def inception_score(images: Iterable[Image.Image], feature: str | nn.Module = "logits_unbiased", splits: int = 10,
+                    batch_size: int = 50, image_size: int | None = None,
+                    device: str | torch.device = "cpu") -> tuple[float, float]:
     """(mean, std over splits) of exp(E KL(p(y|x) ‖ p(y))); an injected module must return class logits."""
-    if len(images) < splits:
-        raise ConfigError(f"Inception Score with splits={splits} needs >= {splits} images, got {len(images)}")
-    metric = InceptionScore(feature=feature, splits=splits)
-    for batch in _batches(images, batch_size):
-        metric.update(batch)
+    metric = InceptionScore(feature=feature, splits=splits).to(device)
+    n = _feed(images, batch_size, image_size, metric.update, device)
+    if n < splits:
+        raise ConfigError(f"Inception Score with splits={splits} needs >= {splits} images, got {n}")
     mean, std = metric.compute()
     return float(mean), float(std)

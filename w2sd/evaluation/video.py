@@ -10,8 +10,10 @@
   magnitude above 6·min(H, W)/256 (VBench's rule), with Farneback flow instead of RAFT; the score is the
   percentage of dynamic videos;
 * aesthetic / imaging quality: the mean of a per-frame image scorer (LAION aesthetic / 10 for aesthetic
-  quality, as VBench does; VBench's imaging quality uses MUSIQ, which needs pyiqa and is not provided here —
-  pass any per-frame Scorer normalised to [0, 1]).
+  quality, as VBench does). VBench's imaging quality uses MUSIQ, which needs pyiqa (and so torchvision, which does
+  not load with the pinned torch); any per-frame Scorer in [0, 1] plugs in, and its output is named
+  `imaging_quality_<scorer.name>` — the default is imaging_quality.LaplacianQuality, a classical stand-in named
+  `laplacian_not_musiq`; only a scorer named `musiq` fills the paper's Imaging column.
 """
 from __future__ import annotations
 
@@ -107,5 +109,5 @@ def video_metrics(frames: Sequence[Image.Image], prompt: str, *, subject: Embedd
     if aesthetic is not None:
         out["aesthetic_quality"] = per_frame_quality(frames, prompt, aesthetic, scale=10.0)
     if imaging is not None:
-        out["imaging_quality"] = per_frame_quality(frames, prompt, imaging)
+        out[f"imaging_quality_{imaging.name}"] = per_frame_quality(frames, prompt, imaging)
     return out

@@ -1,4 +1,4 @@
-# Turning a diffusers pipeline + a model setting (LoRA scales, CFG, prompt, ControlNet, MoE routing) into ε(x, t).
+# Turning a diffusers pipeline + a model setting (LoRA, CFG, prompt, ControlNet, IP-Adapter, MoE routing) into ε(x, t).
 """The core samplers only see `eps(x, t) -> Tensor`. A `ModelSetting` says which configuration of a pipeline's
 network that callable stands for; `Conditioning` holds the already-encoded prompt (per branch: conditional /
 unconditional) so the denoiser does no text encoding inside the sampling loop. CFG runs the batch-2 pass only
@@ -17,7 +17,7 @@ from torch import nn
 from w2sd.pipelines.moe import ROUTES, moe_layers, set_routing
 from w2sd.validation import ConfigError, check_choice
 
-SETTING_KEYS = ("model", "cfg", "lora", "prompt", "control_scale", "moe")
+SETTING_KEYS = ("model", "cfg", "lora", "prompt", "control_scale", "ip_adapter_scale", "moe")
 PROMPT_VARIANTS = ("raw", "refined")
 
 
@@ -30,6 +30,7 @@ class ModelSetting:
     lora: Mapping[str, float] | None = None  # adapter name → scale (negative allowed); None = LoRA off
     prompt: str = "raw"                      # which prompt variant conditions it: raw | refined
     control_scale: float = 0.0               # ControlNet conditioning scale; 0 = plain pipeline
+    ip_adapter_scale: float = 0.0            # IP-Adapter image-prompt scale; 0 = plain pipeline
     moe: tuple[str, int] | None = None       # (route, k): MoE layers use the top-k or bottom-k experts
 
     @classmethod
@@ -48,7 +49,7 @@ class ModelSetting:
         return cls(model=str(cfg.get("model", "base")), cfg=float(cfg.get("cfg", 1.0)),
                    lora=None if lora is None else {str(k): float(v) for k, v in lora.items()},
                    prompt=str(cfg.get("prompt", "raw")), control_scale=float(cfg.get("control_scale", 0.0)),
-                   moe=moe)
+                   ip_adapter_scale=float(cfg.get("ip_adapter_scale", 0.0)), moe=moe)
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -67,6 +68,7 @@ class Conditioning:
     cond: dict[str, Any]
     uncond: dict[str, Any]
     control_image: torch.Tensor | None = None  # preprocessed ControlNet input, one row per sample
+    # IP-Adapter image embeddings (one tensor per loaded adapter) live in cond/uncond["added_cond_kwargs"]
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,6 +83,10 @@ def loaded_adapters(module: nn.Module) -> set[str]:
     return set(getattr(module, "peft_config", None) or {})
 
 
+def has_ip_adapter(network: nn.Module) -> bool:
+    return getattr(network.config, "encoder_hid_dim_type", None) == "ip_image_proj"
+
+
 def check_setting(name: str, setting: ModelSetting, pipe: Any) -> None:
     """Raise ConfigError if the pipeline cannot run this setting (before any work is done)."""
     network = denoiser_network(pipe)
@@ -92,6 +98,9 @@ def check_setting(name: str, setting: ModelSetting, pipe: Any) -> None:
     if setting.control_scale != 0 and getattr(pipe, "controlnet", None) is None:
         raise ConfigError(f"setting {name!r}: control_scale={setting.control_scale} needs a ControlNet pipeline; "
                           f"give models.{setting.model}.controlnet and a ControlNet pipeline class")
+    if setting.ip_adapter_scale != 0 and not has_ip_adapter(network):
+        raise ConfigError(f"setting {name!r}: ip_adapter_scale={setting.ip_adapter_scale} needs an IP-Adapter; give "
+                          f"models.{setting.model}.ip_adapter or call pipe.load_ip_adapter(...)")
     if setting.moe is not None and not moe_layers(network):
         raise ConfigError(f"setting {name!r}: moe routing needs MoE layers; give models.{setting.model}.moe")
     prediction = getattr(pipe.scheduler.config, "prediction_type", "epsilon")
@@ -116,9 +125,20 @@ def apply_lora(module: nn.Module, scales: Mapping[str, float] | None) -> None:
     module._w2sd_lora_state = state
 
 
+def apply_ip_adapter_scale(pipe: Any, scale: float) -> None:
+    """Set the IP-Adapter scale of the pipe's network; skipped when it already is (strong/weak share the UNet)."""
+    network = denoiser_network(pipe)
+    if not has_ip_adapter(network) or getattr(network, "_w2sd_ip_adapter_scale", None) == scale:
+        return
+    pipe.set_ip_adapter_scale(scale)
+    network._w2sd_ip_adapter_scale = scale
+
+
 def _cat(values: list[Any]) -> Any:
     if isinstance(values[0], Mapping):
         return {k: _cat([v[k] for v in values]) for k in values[0]}
+    if isinstance(values[0], (list, tuple)):  # IP-Adapter image embeds: one tensor per adapter
+        return [_cat(list(per_adapter)) for per_adapter in zip(*values)]
     return torch.cat(values, dim=0)
 
 
@@ -132,10 +152,16 @@ class PipelineDenoiser:
                               "given; set control_image (a path, or a `control_image` column in the prompt file)")
         self.pipe, self.setting, self.conditioning = pipe, setting, conditioning
         self.network = denoiser_network(pipe)
+        # a UNet with an IP-Adapter needs image embeds even at scale 0, where they are ignored
+        if has_ip_adapter(self.network) and "image_embeds" not in conditioning.cond.get("added_cond_kwargs", {}):
+            raise ConfigError(f"setting {name!r}: model {setting.model!r} has an IP-Adapter but no IP-Adapter image "
+                              "was given; set ip_adapter_image (a path, or an `ip_adapter_image` column in the "
+                              "prompt file)")
         self.controlnet = getattr(pipe, "controlnet", None) if setting.control_scale != 0 else None
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
         apply_lora(self.network, self.setting.lora)
+        apply_ip_adapter_scale(self.pipe, self.setting.ip_adapter_scale)
         if self.setting.moe is not None:
             set_routing(self.network, *self.setting.moe)
         branches = self.setting.branches

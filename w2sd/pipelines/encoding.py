@@ -1,4 +1,4 @@
-# Encoding prompts, class labels and control images with a pipeline's own encoders into per-branch Conditioning.
+# Encoding prompts, class labels, control and IP-Adapter images with a pipeline's own encoders into Conditioning.
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from w2sd.pipelines.adapters import Conditioning, ModelSetting, apply_lora, denoiser_network
+from w2sd.pipelines.adapters import Conditioning, ModelSetting, apply_lora, denoiser_network, has_ip_adapter
 from w2sd.validation import ConfigError
 
 
@@ -45,10 +45,13 @@ def encode(
     width: int,
     num_frames: int | None = None,
     control_images: Sequence[Any] | None = None,
+    ip_adapter_images: Sequence[Any] | None = None,
 ) -> Conditioning:
     """Conditioning of one batch for one setting. `prompt_embeds` may replace `prompts` (keys as the pipeline's
     __call__: prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds). The
-    setting's LoRA scales are applied to the text encoders first, so a LoRA that patches them acts there too."""
+    setting's LoRA scales are applied to the text encoders first, so a LoRA that patches them acts there too.
+    `ip_adapter_images` (one per prompt) become `added_cond_kwargs["image_embeds"]` as the pipeline's __call__
+    makes them: image-encoder embeds for the conditional branch, diffusers' negative embeds for the other."""
     device = denoiser_network(pipe).device
     if is_class_conditional(pipe):
         labels = class_labels(pipe, prompts).to(device)
@@ -77,6 +80,10 @@ def encode(
     if num_frames is not None:  # motion UNets take one text embedding per frame, batch-major
         for branch in (cond, uncond):
             branch["encoder_hidden_states"] = branch["encoder_hidden_states"].repeat_interleave(num_frames, dim=0)
+    if ip_adapter_images is not None:
+        if num_frames is not None:
+            raise ConfigError("IP-Adapter images are not supported on video pipelines here; drop the IP-Adapter")
+        image_embeds(pipe, ip_adapter_images, cond, uncond)
     control = None
     if control_images is not None:
         processor = getattr(pipe, "control_image_processor", None)
@@ -84,3 +91,17 @@ def encode(
             raise ConfigError(f"{type(pipe).__name__} takes no control image; use a ControlNet pipeline class")
         control = processor.preprocess(list(control_images), height=height, width=width).to(device, pe.dtype)
     return Conditioning(cond, uncond, control_image=control)
+
+
+def image_embeds(pipe: Any, images: Sequence[Any], cond: dict, uncond: dict) -> None:
+    """Add the IP-Adapter embeddings of one image per prompt to both branches' added_cond_kwargs."""
+    if not has_ip_adapter(denoiser_network(pipe)) or getattr(pipe, "image_encoder", None) is None:
+        raise ConfigError(f"{type(pipe).__name__} has no IP-Adapter with an image encoder; load one with "
+                          "pipe.load_ip_adapter(...) (config: models.<name>.ip_adapter)")
+    device = denoiser_network(pipe).device
+    # per prompt: one (negative ‖ positive) tensor per loaded adapter, exactly as the pipeline's __call__ builds it
+    per_prompt = [pipe.prepare_ip_adapter_image_embeds(image, None, device, 1, True) for image in images]
+    halves = [[embeds.chunk(2) for embeds in adapters] for adapters in per_prompt]
+    for branch, half in ((uncond, 0), (cond, 1)):
+        branch.setdefault("added_cond_kwargs", {})["image_embeds"] = [
+            torch.cat([adapters[k][half] for adapters in halves]) for k in range(len(halves[0]))]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from w2sd.pipelines.adapters import ModelSetting, PipelineDenoiser, denoiser_network
+from w2sd.pipelines.adapters import ModelSetting, PipelineDenoiser, denoiser_network, has_ip_adapter
 from w2sd.pipelines.encoding import encode
 from w2sd.pipelines.latents import decode, initial_noise, latent_shape, vae_scale_factor
 from w2sd.sampling import sample_w2sd
@@ -38,14 +38,16 @@ def w2sd_generate(
     negative_prompt: str | None = None,
     prompt_embeds: Mapping[str, Any] | None = None,
     control_image: Any = None,
+    ip_adapter_image: Any = None,
     output_type: str = "pil",
 ) -> Any:
     """Sample with W2SD (paper Alg. 1) and return what `final`'s pipeline returns (e.g. `.images`, `.frames`).
 
     strong/weak: (pipeline, setting) of the reflection legs; final: of the main denoising step (default: strong).
-    A setting is a ModelSetting or a dict with its keys (cfg, lora, control_scale, moe). T steps of the DDIM
-    schedule of the final pipeline's scheduler config, λ = lam reflected steps (default T − 1); seed: one per
-    prompt (a list) or the first of consecutive seeds. λ = 0 is exactly the plain DDIM pipeline.
+    A setting is a ModelSetting or a dict with its keys (cfg, lora, control_scale, ip_adapter_scale, moe);
+    ip_adapter_image goes to every pipe with an IP-Adapter loaded, each leg weighting it by its ip_adapter_scale.
+    T steps of the DDIM schedule of the final pipeline's scheduler config, λ = lam reflected steps (default T − 1);
+    seed: one per prompt (a list) or the first of consecutive seeds. λ = 0 is exactly the plain DDIM pipeline.
     """
     final = final or strong
     pipe = final[0]
@@ -58,12 +60,14 @@ def w2sd_generate(
     height = height or default * vae_scale_factor(pipe)
     width = width or default * vae_scale_factor(pipe)
     controls = None if control_image is None else [control_image] * n
+    ip_images = None if ip_adapter_image is None else [ip_adapter_image] * n
     denoisers = {}
     for role, (role_pipe, setting) in {"strong": strong, "weak": weak, "final": final}.items():
         setting = ModelSetting.from_config(role, setting)
         cond = encode(role_pipe, setting, prompts, negative_prompt=negative_prompt, prompt_embeds=prompt_embeds,
                       height=height, width=width, num_frames=num_frames,
-                      control_images=controls if setting.control_scale else None)
+                      control_images=controls if setting.control_scale else None,
+                      ip_adapter_images=ip_images if has_ip_adapter(denoiser_network(role_pipe)) else None)
         denoisers[role] = PipelineDenoiser(role_pipe, setting, cond, name=role)
     schedule = schedule_from_diffusers(dict(pipe.scheduler.config), T)
     x = initial_noise(pipe, seeds, latent_shape(pipe, height, width, num_frames))

@@ -1,7 +1,9 @@
-# Loading diffusers pipelines (and LoRA, ControlNet, motion-adapter add-ons) from a local path or the HF cache.
+# Loading diffusers pipelines (and LoRA, ControlNet, IP-Adapter, motion-adapter add-ons) from a path or the HF cache.
 """A model spec is a mapping such as
 `{pipeline: StableDiffusionXLPipeline, id: stabilityai/stable-diffusion-xl-base-1.0, path: null, dtype: float16,
-  loras: {art: {id: ..., weight_name: ..., path: null}}, controlnet: {id: ..., path: null}, motion_adapter: ...}`.
+  loras: {art: {id: ..., weight_name: ..., path: null}}, controlnet: {id: ..., path: null}, motion_adapter: ...,
+  ip_adapter: {id: h94/IP-Adapter, subfolder: models, weight_name: ip-adapter_sd15.safetensors, path: null}}`
+(an IP-Adapter `path` is a folder laid out as the Hub repo: <path>/<subfolder>/<weight_name> and .../image_encoder).
 `path` wins over `id`; an `id` is read from the Hugging Face cache. With HF_HUB_OFFLINE=1 nothing is downloaded and
 a missing model is reported at validation time in one line (no hub retries); without it diffusers may download."""
 from __future__ import annotations
@@ -18,7 +20,8 @@ from huggingface_hub import try_to_load_from_cache
 from w2sd.pipelines.moe import install_moe
 from w2sd.validation import ConfigError
 
-SPEC_KEYS = {"pipeline", "id", "path", "dtype", "variant", "loras", "controlnet", "motion_adapter", "moe"}
+SPEC_KEYS = {"pipeline", "id", "path", "dtype", "variant", "loras", "controlnet", "motion_adapter", "ip_adapter",
+             "moe"}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # file whose presence in a folder / the cache says "this model is here"
 MARKERS = {"pipeline": "model_index.json", "controlnet": "config.json", "motion_adapter": "config.json"}
@@ -58,6 +61,12 @@ def _lora_source(key: str, spec: Mapping) -> tuple[str, str | None]:
     return source, weight_name
 
 
+def _ip_adapter_source(key: str, spec: Mapping) -> str:
+    if not spec.get("weight_name"):
+        raise ConfigError(f"{key}.weight_name is not set; e.g. {key}.weight_name=ip-adapter_sd15.safetensors")
+    return resolve_source(key, spec, f"{spec.get('subfolder') or '.'}/{spec['weight_name']}".removeprefix("./"))
+
+
 def pipeline_class(key: str, name: str) -> type:
     cls = getattr(diffusers, str(name), None)
     if not isinstance(cls, type) or not issubclass(cls, diffusers.DiffusionPipeline):
@@ -80,6 +89,8 @@ def check_model_spec(key: str, spec: Mapping) -> None:
             resolve_source(f"{key}.{part}", spec[part], MARKERS[part])
     for name, lora in (spec.get("loras") or {}).items():
         _lora_source(f"{key}.loras.{name}", lora)
+    if spec.get("ip_adapter"):
+        _ip_adapter_source(f"{key}.ip_adapter", spec["ip_adapter"])
     if spec.get("moe"):
         resolve_source(f"{key}.moe", spec["moe"], None)
 
@@ -104,6 +115,10 @@ def load_pipeline(key: str, spec: Mapping, device: str | torch.device = "cpu") -
         lora_source, weight_name = _lora_source(f"{key}.loras.{name}", lora)
         pipe.load_lora_weights(lora_source, weight_name=weight_name, adapter_name=name,
                                local_files_only=offline())
+    if spec.get("ip_adapter"):
+        ip = spec["ip_adapter"]
+        pipe.load_ip_adapter(_ip_adapter_source(f"{key}.ip_adapter", ip), subfolder=ip.get("subfolder") or "",
+                             weight_name=ip["weight_name"], local_files_only=offline())
     if spec.get("moe"):
         moe = spec["moe"]
         install_moe(pipe.transformer, num_experts=moe["num_experts"], state_path=resolve_source(f"{key}.moe", moe,

@@ -15,6 +15,7 @@ class PromptItem:
     prompt: str
     refined: str | None = None       # LLM-refined variant (the prompt gap's strong condition)
     control_image: str | None = None  # per-prompt ControlNet input (path)
+    ip_adapter_image: str | None = None  # per-prompt IP-Adapter image prompt (path)
 
 
 def load_prompts(cfg: Mapping) -> list[PromptItem]:
@@ -30,7 +31,8 @@ def load_prompts(cfg: Mapping) -> list[PromptItem]:
     except (csv.Error, UnicodeDecodeError) as err:
         raise ConfigError(f"prompts.file={file} is not a readable UTF-8 CSV ({err}); fix or re-export it") from err
     columns = {"column": cfg.get("column"), "refined_column": cfg.get("refined_column"),
-               "control_image_column": cfg.get("control_image_column")}
+               "control_image_column": cfg.get("control_image_column"),
+               "ip_adapter_image_column": cfg.get("ip_adapter_image_column")}
     for key, column in columns.items():
         if column is not None and column not in header:
             raise ConfigError(f"prompts.{key}={column!r} is not a column of {file} (columns: {header}); "
@@ -40,10 +42,9 @@ def load_prompts(cfg: Mapping) -> list[PromptItem]:
         text = (row.get(columns["column"]) or "").strip()
         if not text and cfg.get("skip_empty", True):
             continue
-        refined = (row.get(columns["refined_column"]) or "").strip() or None if columns["refined_column"] else None
-        control = (row.get(columns["control_image_column"]) or "").strip() or None \
-            if columns["control_image_column"] else None
-        items.append(PromptItem(len(items), text, refined, control))
+        refined, control, ip_image = ((row.get(columns[key]) or "").strip() or None if columns[key] else None
+                                      for key in ("refined_column", "control_image_column", "ip_adapter_image_column"))
+        items.append(PromptItem(len(items), text, refined, control, ip_image))
     limit = cfg.get("limit")
     items = items[: int(limit)] if limit is not None else items
     if not items:
