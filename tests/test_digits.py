@@ -188,3 +188,17 @@ def test_train_true_retrains_every_net_with_lightning_and_logs_to_wandb(compose_
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 5  # classifier + three nets (training curves) + the evaluation run
     assert results["extra"]["nets"]["strong"]["checkpoint"].startswith("unet2d-")
+
+
+def test_train_true_writes_to_the_cache_and_never_over_committed_checkpoints(compose_config, tmp_path: Path) -> None:
+    from experiments.digits.models import COMMITTED_DIR
+    from w2sd.runner import run_experiment
+
+    before = {p.name: p.read_bytes() for p in COMMITTED_DIR.glob("*.pt")}
+    cfg = compose_config(["experiment=digits_dataset_gap", "logger=none", "train=true", f"paths.cache_dir={tmp_path}",
+                          "study.steps=3", "digits.image_net.channels=[8,16]", "seeds=[0]", "samples_per_seed=4",
+                          "sampler.T=3", "methods.strong_equal_nfe.T=7", "figures=false"])
+    run_experiment(cfg, tmp_path / "run")
+    assert len(list((tmp_path / "digits").glob("unet2d-*.pt"))) == 3
+    assert not list((tmp_path / "digits").glob("classifier-*.pt"))  # the committed evaluator is reused
+    assert {p.name: p.read_bytes() for p in COMMITTED_DIR.glob("*.pt")} == before

@@ -75,9 +75,9 @@ class DigitsExperiment(Experiment):
             check_int_range(f"methods.{name}.T", steps, 2)
             self.methods[name] = (steps, resolve_method(name, spec, sampler_defaults(sampler), roles))
         self.classifier_spec = M.classifier_spec(cfg.digits)
-        self.ckpt_dir = M.checkpoint_dir(cfg.digits)
         if not isinstance(cfg.train, bool):
             raise ConfigError(f"train={cfg.train!r} must be true or false")
+        self.ckpt_dir = M.checkpoint_dir(cfg.digits, cfg.train, cfg.paths.cache_dir)
         M.check_available(self.snapshots, self.classifier_spec, self.ckpt_dir, cfg.train)
 
     def model_roles(self) -> list[str]:

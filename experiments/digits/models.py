@@ -31,8 +31,12 @@ SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "num_train_timesteps
 LoggerFactory = Callable[[str], object]
 
 
-def checkpoint_dir(digits_cfg: DictConfig) -> Path:
-    return Path(digits_cfg.checkpoint_dir) if digits_cfg.get("checkpoint_dir") else COMMITTED_DIR
+def checkpoint_dir(digits_cfg: DictConfig, train: bool, cache_dir: str | Path) -> Path:
+    """Where nets are read (and, with train=true, written): `digits.checkpoint_dir` if set; otherwise the committed
+    folder for reading and `<cache_dir>/digits` for retraining, so train=true never rewrites shipped files."""
+    if digits_cfg.get("checkpoint_dir"):
+        return Path(digits_cfg.checkpoint_dir)
+    return Path(cache_dir) / "digits" if train else COMMITTED_DIR
 
 
 def classifier_spec(digits_cfg: DictConfig) -> dict:
@@ -135,6 +139,11 @@ def obtain_unets(snapshots: Mapping[str, Snapshot], directory: Path, train: bool
 
 def obtain_classifier(spec: dict, directory: Path, train: bool,
                       logger_for: LoggerFactory | None = None) -> tuple[DigitClassifier, dict]:
+    """The evaluator is trained only when no checkpoint of its spec exists (in `directory` or committed): retraining
+    the diffusion nets keeps the same evaluator, so their FD and class numbers stay comparable."""
+    for candidate in (directory, COMMITTED_DIR):
+        if checkpoint_path(candidate, CLASSIFIER_PREFIX, spec).exists():
+            return load_classifier(spec, candidate)
     if train:
         logger = logger_for(CLASSIFIER_PREFIX) if logger_for else None
         train_classifier(spec, directory, logger)
