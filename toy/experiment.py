@@ -41,11 +41,8 @@ class ToyGMMExperiment(Experiment):
         methods = OmegaConf.to_container(cfg.methods, resolve=True)
         if not methods:
             raise ConfigError("methods is empty; list at least one method (see conf/experiment/toy_gmm.yaml)")
-        self.methods = {name: resolve_method(name, spec, sampler_defaults(sampler), names)
+        self.methods = {name: resolve_method(name, spec, sampler_defaults(sampler), names, sampler["T"])
                         for name, spec in methods.items()}
-        for name, method in self.methods.items():
-            if "lam" in method["options"] and method["options"]["lam"] is not None:
-                check_int_range(f"methods.{name}.lam", method["options"]["lam"], 0, sampler["T"] - 1)
 
     # -- stages -------------------------------------------------------------------------------------------
     def build_models(self, schedule: DiscreteSchedule) -> tuple[dict[str, Denoiser], dict]:

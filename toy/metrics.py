@@ -15,9 +15,14 @@ from toy.gmm import GaussianMixture
 from w2sd.schedule import DiscreteSchedule
 
 
-def mode_weights(samples: torch.Tensor, ideal: GaussianMixture) -> torch.Tensor:
-    """Fraction of samples whose most probable ideal mode is k (posterior argmax under the clean ideal mixture)."""
-    assign = ideal.responsibilities(samples).argmax(1)
+def mode_assignment(samples: torch.Tensor, ideal: GaussianMixture) -> torch.Tensor:
+    """Index of each sample's most probable ideal mode (posterior argmax under the clean ideal mixture)."""
+    return ideal.responsibilities(samples).argmax(1)
+
+
+def mode_weights(samples: torch.Tensor, ideal: GaussianMixture, assign: torch.Tensor | None = None) -> torch.Tensor:
+    """Fraction of samples whose most probable ideal mode is k."""
+    assign = mode_assignment(samples, ideal) if assign is None else assign
     return torch.bincount(assign, minlength=ideal.means.shape[0]).double() / samples.shape[0]
 
 
@@ -30,22 +35,23 @@ def wasserstein1(samples: torch.Tensor, reference: torch.Tensor, num_projections
     return float(np.mean([wasserstein_distance(a @ d, b @ d) for d in dirs]))
 
 
-def within_mode_std(samples: torch.Tensor, ideal: GaussianMixture) -> float:
+def within_mode_std(samples: torch.Tensor, ideal: GaussianMixture, assign: torch.Tensor | None = None) -> float:
     """Mean over populated modes of the per-dimension std of the samples assigned to that mode (ideal: s)."""
-    assign = ideal.responsibilities(samples).argmax(1)
+    assign = mode_assignment(samples, ideal) if assign is None else assign
     stds = [samples[assign == k].double().std(0).mean().item() for k in range(ideal.means.shape[0])
             if int((assign == k).sum()) > 1]
     return float(np.mean(stds)) if stds else math.nan
 
 
 def sample_metrics(samples: torch.Tensor, ideal: GaussianMixture, reference: torch.Tensor, target_mode: int) -> dict:
-    weights = mode_weights(samples, ideal)
+    assign = mode_assignment(samples, ideal)
+    weights = mode_weights(samples, ideal, assign)
     return {
         "target_mode_weight": float(weights[target_mode]),
         "tv_mode_weights": float(0.5 * (weights - ideal.weights).abs().sum()),
         "w1": wasserstein1(samples, reference),
         "nll": float(-ideal.log_prob(samples).mean()),
-        "within_mode_std": within_mode_std(samples, ideal),
+        "within_mode_std": within_mode_std(samples, ideal, assign),
         "mode_weights": weights.tolist(),
     }
 

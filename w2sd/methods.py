@@ -53,8 +53,10 @@ def sampler_defaults(sampler: Mapping) -> dict:
     return {k: v for k, v in sampler.items() if k not in ("T", "schedule")}
 
 
-def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[str, Denoiser]) -> dict:
-    """Check a spec against its sampler and the model table; return {sampler, roles, options} or raise."""
+def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[str, Denoiser],
+                   num_steps: int | None = None) -> dict:
+    """Check a spec against its sampler, the model table and (given `num_steps`, the T it will run with) its λ;
+    return {sampler, roles, options} or raise — so a bad method fails before any sampling."""
     spec = dict(spec)
     sampler = spec.pop("sampler", None)
     if sampler not in SAMPLERS:
@@ -80,6 +82,8 @@ def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[
     for key, choices in CHOICES.items():
         if key in options:
             check_choice(f"methods.{name}.{key}", options[key], choices)
+    if num_steps is not None and options.get("lam") is not None:
+        check_int_range(f"methods.{name}.lam", options["lam"], 0, num_steps - 1, "λ must be in [0, T−1]")
     return {"sampler": sampler, "roles": resolved_roles, "options": options}
 
 

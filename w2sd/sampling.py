@@ -67,9 +67,8 @@ def reflect(
     `official` reproduces the released code: DDIMInverseScheduler.step(ε, timesteps[i+1], x'), whose
     coefficients map level (t_{i+1} − N//T) → t_{i+1} (paper.md §1.4, §10.3).
     """
-    t = schedule.timesteps[i]
-    x_adv = ddim_transfer(x, denoiser(x, t), schedule.level(i), schedule.level(i + 1))
-    eps_inv = inverter(x_adv, t)
+    x_adv = _step(denoiser, x, schedule, i)
+    eps_inv = inverter(x_adv, schedule.timesteps[i])
     if inversion == "exact":
         return ddim_transfer(x_adv, eps_inv, schedule.level(i + 1), schedule.level(i))
     if i + 1 >= schedule.num_steps:
@@ -239,7 +238,7 @@ def sample_resampling(
         x_reflected = None
         if i in steps:
             a_t, a_next = schedule.level(i), schedule.level(i + 1)
-            x_adv = ddim_transfer(x, strong_eps(x, t), a_t, a_next)
+            x_adv = _step(strong_eps, x, schedule, i)
             z = _noise_like(x, generators, "re-sampling")
             if alignment != "none":
                 direction = ddim_transfer(x_adv, weak_eps(x_adv, t), a_next, a_t) - x

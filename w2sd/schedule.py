@@ -16,8 +16,8 @@ SPACINGS = ("leading", "trailing", "linspace")
 class DiscreteSchedule:
     """Sampling timesteps t_0 > … > t_{T-1} over a table of cumulative alphas ā[0 … N-1].
 
-    `final_alpha_cumprod` is the level the last step lands on (ā_0 or 1.0, diffusers' `set_alpha_to_one`);
-    `initial_alpha_cumprod` is what diffusers' DDIMInverseScheduler uses for a negative timestep.
+    `final_alpha_cumprod` is the level the last step lands on (ā_0 or 1.0, diffusers' `set_alpha_to_one`); it is
+    also what diffusers' DDIMInverseScheduler uses for a negative timestep (its `initial_alpha_cumprod`).
     """
 
     alphas_cumprod: torch.Tensor  # float64, shape [num_train_timesteps]
@@ -32,10 +32,6 @@ class DiscreteSchedule:
     @property
     def num_train_timesteps(self) -> int:
         return int(self.alphas_cumprod.shape[0])
-
-    @property
-    def initial_alpha_cumprod(self) -> float:
-        return self.final_alpha_cumprod
 
     def alpha_bar(self, t: int) -> float:
         """ā at a training timestep; a negative timestep means 'clean' as in diffusers."""
