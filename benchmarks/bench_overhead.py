@@ -45,7 +45,7 @@ def measure(T: int, repeats: int) -> dict:
     models = {name: PipelineDenoiser(pipe, s, encode(pipe, s, ["a cat"], height=32, width=32), name=name)
               for name, s in SETTINGS.items()}
     schedule = schedule_from_diffusers(dict(pipe.scheduler.config), T)
-    x = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
+    x, _ = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
     runs = {"standard": lambda: sample_ddim(models["main"], x, schedule),
             "w2sd": lambda: sample_w2sd(models["strong_leg"], models["weak_leg"], x, schedule,
                                         final=models["main"])}

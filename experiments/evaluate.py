@@ -20,7 +20,7 @@ from w2sd.evaluation.scorer import Scorer, pick_device
 from w2sd.evaluation.similarity import clip_embedder, dino_embedder
 from w2sd.evaluation.video import split_strip, video_metrics
 from w2sd.experiment import Experiment, RunResult
-from w2sd.report import format_value
+from w2sd.report import format_value, markdown_table
 from w2sd.results import atomic_write_text
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
 from w2sd.validation import ConfigError, check_choice, check_int_range
@@ -160,8 +160,9 @@ class EvaluateExperiment(Experiment):
             else None
         background = clip_embedder(video_cfg.background, device, scorer="background") \
             if is_video and video_cfg.background else None
-        aesthetic = scorers.get(video_cfg.aesthetic) if video_cfg.aesthetic else None
-        imaging = self.build_scorer(video_cfg.imaging) if is_video and video_cfg.get("imaging") else None
+        imaging = None
+        if is_video and video_cfg.get("imaging"):
+            imaging = scorers.get(video_cfg.imaging) or self.build_scorer(video_cfg.imaging)
         scores: dict[str, dict[str, np.ndarray]] = {}
         for method, samples in self.generation.samples.items():
             frames = [sample_frames(s) for s in samples]
@@ -173,8 +174,13 @@ class EvaluateExperiment(Experiment):
                 per_frame = scorer.score(flat, prompts)
                 scores[method][name] = np.bincount(owner, per_frame) / np.bincount(owner)
             if is_video:
-                rows = [video_metrics(v, s.prompt, subject=subject, background=background, aesthetic=aesthetic,
-                                      imaging=imaging) if len(v) >= 3 else {} for s, v in zip(samples, frames)]
+                rows = [video_metrics(v, s.prompt, subject=subject, background=background, imaging=imaging)
+                        if len(v) >= 3 else {} for s, v in zip(samples, frames)]
+                # VBench aesthetic quality = frame-mean LAION aesthetic / 10, in %: the frames were scored above.
+                if video_cfg.aesthetic in scores[method]:
+                    for row, mean in zip(rows, scores[method][video_cfg.aesthetic]):
+                        if row:
+                            row["aesthetic_quality"] = 100.0 * mean / 10.0
                 for key in rows[0]:
                     if all(key in r for r in rows):
                         scores[method][key] = np.array([r[key] for r in rows])
@@ -223,14 +229,11 @@ class EvaluateExperiment(Experiment):
     def render(self, metrics: dict[str, dict], comparisons: dict[str, dict]) -> str:
         """Markdown: mean [95% CI] per method, then A − B differences, win/tie/loss and preference %."""
         names = [k for k in next(iter(metrics.values())) if f"{k}_ci" in next(iter(metrics.values()))]
+        cells = {method: {n: f"{format_value(row[n])} [{format_value(row[n + '_ci'][0])}, "
+                             f"{format_value(row[n + '_ci'][1])}]" for n in names} for method, row in metrics.items()}
         lines = [f"Scored {len(self.generation.indices)} prompts of `{self.generation.prompt_set}` from "
                  f"`{self.generation.root}`" + (f"; skipped {len(self.generation.skipped)}" if self.generation.skipped
-                                                else "") + ".", "",
-                 "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-        for method, row in metrics.items():
-            cells = [f"{format_value(row[n])} [{format_value(row[n + '_ci'][0])}, {format_value(row[n + '_ci'][1])}]"
-                     for n in names]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                                                else "") + ".", "", markdown_table(cells, names)]
         for entry in comparisons.values():
             a, b = entry["a"], entry["b"]
             lines += ["", f"**{a} vs {b}** (paired by prompt)", "",
@@ -243,11 +246,11 @@ class EvaluateExperiment(Experiment):
                 p = entry["preference"]
                 lines.append(f"| preference % ({p['scorer']} softmax) | {a} {p[a]:.2f} / {b} {p[b]:.2f} | |")
         if self.distribution_metrics:
+            set_level = {method: {"FID (lower is better)": row.get("fid"), "IS (mean ± std over splits)":
+                                  f"{format_value(row['is'])} ± {format_value(row['is_std'])}" if "is" in row else None}
+                         for method, row in metrics.items()}
             lines += ["", "**Set-level** (all images of a method; one number each, no CI)", "",
-                      "| method | FID (lower is better) | IS (mean ± std over splits) |", "|---|---|---|"]
-            for method, row in metrics.items():
-                is_cell = f"{format_value(row['is'])} ± {format_value(row['is_std'])}" if "is" in row else "–"
-                lines.append(f"| {method} | {format_value(row.get('fid'))} | {is_cell} |")
+                      markdown_table(set_level)]
         return "\n".join(lines) + "\n"
 
     def wandb_samples(self, scores: dict[str, dict[str, np.ndarray]]) -> tuple[list[str], list[list]]:

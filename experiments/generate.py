@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from w2sd.experiment import Experiment, RunResult
-from w2sd.methods import resolve_method, run_method
+from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.pipelines.adapters import ModelSetting, PipelineDenoiser
 from w2sd.pipelines.encoding import encode
 from w2sd.pipelines.latents import decode, initial_noise, latent_shape, to_uint8
@@ -31,10 +31,9 @@ from w2sd.pipelines.loading import check_model_spec, load_pipeline
 from w2sd.pipelines.prompts import PromptItem, load_prompts
 from w2sd.results import atomic_write_bytes, atomic_write_json, atomic_write_text, config_hash
 from w2sd.schedule import schedule_from_diffusers
-from w2sd.seeding import per_sample_generators
-from w2sd.validation import ConfigError, check_choice, check_int_range
+from w2sd.seeding import SEED_STRIDE
+from w2sd.validation import ConfigError, check_choice
 
-SEED_STRIDE = 10_000_000
 GAP_TYPES = ("weights", "lora", "cfg", "prompt", "controlnet", "ip_adapter", "moe", "weights_cfg")
 MANIFEST_COLUMNS = ("method", "index", "seed", "prompt", "path", "frames")
 # config keys that do not change any image (so a run may resume with other values)
@@ -81,6 +80,7 @@ class GenerationModule(L.LightningModule):
     def __init__(self, plan: dict) -> None:
         super().__init__()
         self.plan = plan
+        self.settings = {n: ModelSetting.from_config(n, s) for n, s in plan["settings"].items()}
         self.pipes: dict[str, Any] = {}
 
     def on_predict_start(self) -> None:
@@ -107,7 +107,7 @@ class GenerationModule(L.LightningModule):
         return [Image.open(getattr(item, kind) or self.plan[kind]).convert("RGB") for item in items]
 
     def generate(self, method: str, resolved: Mapping, items: list[PromptItem], run_dir: Path) -> None:
-        plan, settings = self.plan, {n: ModelSetting.from_config(n, s) for n, s in self.plan["settings"].items()}
+        plan, settings = self.plan, self.settings
         roles = resolved["roles"]
         denoisers = {}
         for name in set(roles.values()):
@@ -123,10 +123,11 @@ class GenerationModule(L.LightningModule):
         output_setting = roles.get("final") or roles.get("strong") or roles["model"]
         pipe = self.pipes[settings[output_setting].model]
         seeds = [sample_seed(plan["seed"], item.index) for item in items]
-        x = initial_noise(pipe, seeds, latent_shape(pipe, plan["height"], plan["width"], plan["num_frames"]))
+        x, generators = initial_noise(pipe, seeds, latent_shape(pipe, plan["height"], plan["width"],
+                                                               plan["num_frames"]))
         schedule = schedule_from_diffusers(dict(pipe.scheduler.config), plan["T"])
         start = time.perf_counter()
-        out = run_method(resolved, denoisers, x.to(self.device), schedule, generators=per_sample_generators(seeds))
+        out = run_method(resolved, denoisers, x.to(self.device), schedule, generators=generators)
         decoded = decode(pipe, out.x, output_type="np")
         wall = time.perf_counter() - start
         arrays = to_uint8(decoded.frames if hasattr(decoded, "frames") else decoded.images)
@@ -148,16 +149,13 @@ class GenerationExperiment(Experiment):
                               "experiment=sdxl_lora_xlmoreart")
         gap = OmegaConf.to_container(cfg.gap, resolve=True)
         check_choice("gap.type", gap.get("type"), GAP_TYPES)
-        sampler = OmegaConf.to_container(cfg.sampler, resolve=True)
-        T = check_int_range("sampler.T", sampler["T"], 2, None, "W2SD needs at least two sampling steps")
-        lam = T - 1 if sampler.get("lam") is None else sampler["lam"]
-        check_int_range("sampler.lam", lam, 0, T - 1, f"λ counts reflected steps and the final step is never "
-                        f"reflected, so use λ ≤ T−1 = {T - 1}")
+        sampler = resolve_sampler_config(OmegaConf.to_container(cfg.sampler, resolve=True))
+        T, lam = sampler["T"], sampler["lam"]
         pipeline = OmegaConf.to_container(cfg.pipeline, resolve=True)
         models = gap.get("models") or {}
         settings = {name: ModelSetting.from_config(name, s) for name, s in (gap.get("settings") or {}).items()}
-        defaults = {k: v for k, v in sampler.items() if k not in ("T", "schedule")} | {"lam": lam}
-        methods = {name: resolve_method(name, spec, defaults, settings)
+        defaults = sampler_defaults(sampler)
+        methods = {name: resolve_method(name, spec, defaults, settings, T)
                    for name, spec in (gap.get("methods") or {}).items()}
         if not methods:
             raise ConfigError("gap.methods is empty; list weak, strong and w2sd (see conf/gap/lora.yaml)")

@@ -30,9 +30,9 @@ import matplotlib.pyplot as plt
 import torch
 from omegaconf import OmegaConf
 
+from toy.ablations import weights_with_bias_ratio
 from toy.gmm import ExactEpsDenoiser, GaussianMixture
-from toy.metrics import delta_alignment, score_from_eps
-from w2sd.sampling import sample_ddim
+from toy.metrics import delta_alignment, score_from_eps, strong_trajectory
 from w2sd.schedule import make_schedule
 
 SMALL = os.environ.get("SMALL") == "1"
@@ -50,9 +50,7 @@ def denoiser(weights: list[float]) -> ExactEpsDenoiser:
 
 ideal, strong = denoiser(ideal_w), denoiser(strong_w)
 x_T = torch.randn(200 if SMALL else 4000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-trajectory = [x_T]
-sample_ddim(strong, x_T, schedule, callback=lambda s: trajectory.append(s["x"]))
-trajectory = trajectory[:-1]
+trajectory = strong_trajectory(strong, x_T, schedule)
 
 # %% [markdown]
 # ## Cosine of Δ1 and Δ2, and the relative error ‖Δ1 − Δ2‖ / ‖Δ2‖, per timestep
@@ -60,7 +58,7 @@ trajectory = trajectory[:-1]
 # %%
 rows = {}
 for r in ratios:
-    weak = denoiser([i + r * (s - i) for i, s in zip(ideal_w, strong_w)])
+    weak = denoiser(weights_with_bias_ratio(ideal_w, strong_w, r))
     cos = delta_alignment(trajectory, schedule, strong, weak, ideal)["cos_flat"]
     gap, target = [], []  # ‖Δ1 − Δ2‖ and ‖Δ2‖ per timestep
     for i, x in enumerate(trajectory):

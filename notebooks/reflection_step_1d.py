@@ -25,7 +25,6 @@
 # mixtures of `python run.py experiment=toy_gmm`. Set `SMALL=1` for a quick run (the tests do).
 
 # %%
-import math
 import os
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from omegaconf import OmegaConf
 from toy.gmm import ExactEpsDenoiser, GaussianMixture
 from w2sd.sampling import reflect
 from w2sd.schedule import make_schedule
+from w2sd.theory import reflection_coefficient
 
 SMALL = os.environ.get("SMALL") == "1"
 ROOT = Path.cwd() if (Path.cwd() / "conf").exists() else Path.cwd().parent
@@ -52,12 +52,6 @@ print({r: m.weights.tolist() for r, m in mixtures.items()})
 # numbers of sampling steps T (the paper uses T = 50).
 
 # %%
-def coefficient(schedule, level: int) -> float:
-    a_t, a_next = schedule.level(level), schedule.level(level + 1)
-    sigma_t, sigma_next = math.sqrt((1 - a_t) / a_t), math.sqrt((1 - a_next) / a_next)
-    return a_t * sigma_t * (sigma_t - sigma_next)
-
-
 def one_reflection(num_steps: int) -> dict:
     schedule = make_schedule(num_steps, **sampler.schedule)
     eps = {r: ExactEpsDenoiser(m, schedule.alphas_cumprod) for r, m in mixtures.items()}
@@ -66,7 +60,7 @@ def one_reflection(num_steps: int) -> dict:
     displacement = reflect(eps["strong"], eps["weak"], x, schedule, level) - x
     delta1 = mixtures["strong"].score(x, a_t) - mixtures["weak"].score(x, a_t)
     delta2 = mixtures["ideal"].score(x, a_t) - mixtures["strong"].score(x, a_t)
-    c = coefficient(schedule, level)
+    c = reflection_coefficient(a_t, schedule.level(level + 1))
     predicted = c * delta1
     return {"displacement": displacement, "predicted": predicted, "ideal": c * delta2,
             "relative_error": float((displacement - predicted).norm() / predicted.norm())}

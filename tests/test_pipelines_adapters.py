@@ -59,7 +59,7 @@ def test_lambda_zero_reproduces_the_diffusers_pipeline(case: str) -> None:
         ref = pipe(class_labels=[1], num_inference_steps=T, guidance_scale=cfg,
                    generator=torch.Generator().manual_seed(7), output_type="np")
     else:
-        x = initial_noise(pipe, [7], latent_shape(pipe, 32, 32))
+        x, _ = initial_noise(pipe, [7], latent_shape(pipe, 32, 32))
         extra = {"image": kwargs["control_image"]} if opts.get("control") else {}
         if opts.get("ip_adapter"):
             pipe.set_ip_adapter_scale(opts["ip_adapter"])
@@ -73,7 +73,7 @@ def test_lambda_zero_reproduces_the_diffusers_pipeline(case: str) -> None:
 @pytest.mark.slow
 def test_lambda_zero_reproduces_the_animatediff_sdxl_pipeline() -> None:
     pipe = F.animatediff_sdxl_pipeline()
-    x = initial_noise(pipe, [7], latent_shape(pipe, 32, 32, num_frames=2))
+    x, _ = initial_noise(pipe, [7], latent_shape(pipe, 32, 32, num_frames=2))
     ours = w2sd_generate(strong=(pipe, {"cfg": 3.0}), weak=(pipe, {"cfg": 3.0}), prompt="a cat", T=2, lam=0, seed=7,
                          height=32, width=32, num_frames=2, output_type="np")
     ref = pipe(prompt="a cat", num_inference_steps=2, guidance_scale=3.0, latents=x, height=32, width=32,
@@ -163,7 +163,7 @@ def test_weak_equals_strong_exact_inversion_moves_latents_only_by_the_inversion_
     pipe = F.sd15_pipeline()
     model = denoiser(pipe, ModelSetting(cfg=1.0), ["a cat"])
     schedule = schedule_from_diffusers(dict(pipe.scheduler.config), 5)
-    x_T = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
+    x_T, _ = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
     starts, steps = [x_T], []
     sample_w2sd(model, model, x_T, schedule, inversion="exact",
                 callback=lambda s: (steps.append(s), starts.append(s["x"])))

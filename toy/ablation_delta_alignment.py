@@ -14,10 +14,10 @@ from pathlib import Path
 from toy.ablations import SCALAR_METRICS, summarize, toy_config
 from toy.experiment import ROLES, ToyGMMExperiment
 from toy.gmm import ExactEpsDenoiser
-from toy.metrics import delta_alignment
+from toy.metrics import delta_alignment, strong_trajectory
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
 from w2sd.experiment import RunResult
-from w2sd.sampling import Denoiser, sample_ddim
+from w2sd.sampling import Denoiser
 from w2sd.stats import bootstrap_ci
 from w2sd.validation import ConfigError, check_int_range
 
@@ -48,6 +48,9 @@ class DeltaAlignmentExperiment(ToyGMMExperiment):
         if not lengths.weak < lengths.strong < lengths.ideal:
             raise ConfigError(f"training_steps={dict(lengths)} must grow weak < strong < ideal (paper: 100/300/500)")
         self.seeds = [int(cfg.seed) + k for k in range(cfg.num_seeds)]
+        self.runs = [ToyGMMExperiment(toy_config(cfg, seed)) for seed in self.seeds]
+        for run in self.runs:
+            run.validate()
 
     def train_trio(self, seed: int) -> tuple[dict[str, Denoiser], dict]:
         """weak/strong/ideal MLPs on the ideal mixture, differing only in training length (and sharing `seed`)."""
@@ -62,15 +65,13 @@ class DeltaAlignmentExperiment(ToyGMMExperiment):
 
     def alignment(self, seeded: ToyGMMExperiment, trained: dict[str, Denoiser]) -> dict[str, dict[str, list[float]]]:
         """Δ1·Δ2 cosines per variant along each variant's strong DDIM trajectory from the seed's shared x_T."""
-        exact = {r: ExactEpsDenoiser(self.mixtures[r], self.schedule.alphas_cumprod) for r in ROLES}
+        exact = {r: ExactEpsDenoiser(seeded.mixtures[r], self.schedule.alphas_cumprod) for r in ROLES}
         x_T, _ = seeded.initial_noise(min(self.cfg.num_samples, self.cfg.diagnostic_samples))
         out = {}
         for variant, models in (("trained", trained), ("trained_vs_exact", {**trained, "ideal": exact["ideal"]}),
                                 ("exact", exact)):
-            trajectory = [x_T]
-            sample_ddim(models["strong"], x_T, self.schedule, callback=lambda s, tr=trajectory: tr.append(s["x"]))
-            out[variant] = delta_alignment(trajectory[:-1], self.schedule, models["strong"], models["weak"],
-                                           models["ideal"])
+            out[variant] = delta_alignment(strong_trajectory(models["strong"], x_T, self.schedule), self.schedule,
+                                           models["strong"], models["weak"], models["ideal"])
         return out
 
     def run(self, run_dir: Path) -> RunResult:
@@ -79,9 +80,7 @@ class DeltaAlignmentExperiment(ToyGMMExperiment):
         sampled: dict[str, dict[str, list[float]]] = {}
         training, alignment, nfe = {}, {}, {}
         train_time = 0.0
-        for seed in self.seeds:
-            seeded = ToyGMMExperiment(toy_config(self.cfg, seed))
-            seeded.validate()
+        for seed, seeded in zip(self.seeds, self.runs):
             start = time.perf_counter()
             models, training[seed] = self.train_trio(seed)
             train_time += time.perf_counter() - start

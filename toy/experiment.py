@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from toy import plots
 from toy.gmm import ExactEpsDenoiser, GaussianMixture
-from toy.metrics import delta_alignment, sample_metrics
+from toy.metrics import delta_alignment, sample_metrics, strong_trajectory
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
 from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
@@ -84,10 +84,9 @@ class ToyGMMExperiment(Experiment):
         """Δ1·Δ2 cosine along strong DDIM trajectories (Δ2 always uses the exact ideal score)."""
         n = min(self.cfg.num_samples, self.cfg.diagnostic_samples)
         x_T, _ = self.initial_noise(n)
-        trajectory = [x_T]
-        sample_ddim(models["strong"], x_T, self.schedule, callback=lambda s: trajectory.append(s["x"]))
         ideal = ExactEpsDenoiser(self.mixtures["ideal"], self.schedule.alphas_cumprod)
-        return delta_alignment(trajectory[:-1], self.schedule, models["strong"], models["weak"], ideal)
+        return delta_alignment(strong_trajectory(models["strong"], x_T, self.schedule), self.schedule,
+                               models["strong"], models["weak"], ideal)
 
     def trajectory_paths(self, models: dict[str, Denoiser]) -> dict[str, torch.Tensor]:
         """Strong vs W2SD paths from shared start points on a short schedule (paper Fig. 4 uses T = 10)."""

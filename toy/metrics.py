@@ -12,6 +12,7 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from toy.gmm import GaussianMixture
+from w2sd.sampling import sample_ddim
 from w2sd.schedule import DiscreteSchedule
 
 
@@ -58,6 +59,13 @@ def sample_metrics(samples: torch.Tensor, ideal: GaussianMixture, reference: tor
 
 def score_from_eps(eps: Callable, x: torch.Tensor, t: int, alpha_bar: float) -> torch.Tensor:
     return -eps(x, t).double() / math.sqrt(1.0 - alpha_bar)
+
+
+def strong_trajectory(strong: Callable, x_T: torch.Tensor, schedule: DiscreteSchedule) -> list[torch.Tensor]:
+    """Latents x_{t_0} … x_{t_{T-1}} of a strong DDIM run: the points where the Δ1·Δ2 diagnostic is read."""
+    trajectory = [x_T]
+    sample_ddim(strong, x_T, schedule, callback=lambda s: trajectory.append(s["x"]))
+    return trajectory[:-1]
 
 
 def delta_alignment(

@@ -18,11 +18,11 @@ from experiments.digits.adapter import UNetEps
 from experiments.digits.classifier import DigitClassifier
 from experiments.digits.training import torch_threads
 from experiments.digits.unet import TinyUNet
-from toy.metrics import delta_alignment
+from toy.metrics import delta_alignment, strong_trajectory
 from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.results import config_hash
-from w2sd.sampling import Denoiser, sample_ddim
+from w2sd.sampling import Denoiser
 from w2sd.schedule import DiscreteSchedule, make_schedule
 from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
@@ -73,7 +73,7 @@ class DigitsExperiment(Experiment):
         for name, spec in methods.items():
             steps = spec.pop("T", sampler["T"])
             check_int_range(f"methods.{name}.T", steps, 2)
-            self.methods[name] = (steps, resolve_method(name, spec, sampler_defaults(sampler), roles))
+            self.methods[name] = (steps, resolve_method(name, spec, sampler_defaults(sampler), roles, steps))
         self.classifier_spec = M.classifier_spec(cfg.digits)
         if not isinstance(cfg.train, bool):
             raise ConfigError(f"train={cfg.train!r} must be true or false")
@@ -123,9 +123,8 @@ class DigitsExperiment(Experiment):
         models = self.denoisers(nets, n)
         x_T, _ = self.initial_noise(self.cfg.seeds[0], n)
         schedule = self.schedule(self.sampler_cfg["T"])
-        trajectory = [x_T]
-        sample_ddim(models["strong"], x_T, schedule, callback=lambda s: trajectory.append(s["x"]))
-        return delta_alignment(trajectory[:-1], schedule, models["strong"], models["weak"], models["ideal"])
+        return delta_alignment(strong_trajectory(models["strong"], x_T, schedule), schedule, models["strong"],
+                               models["weak"], models["ideal"])
 
     def summarise(self, per_seed: dict[str, dict[str, list[float]]], nfe: dict[str, int]) -> tuple[dict, dict]:
         metrics: dict[str, dict] = {}

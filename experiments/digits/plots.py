@@ -29,8 +29,9 @@ def feature_pca(samples: Mapping[str, torch.Tensor], reference: Split, evaluator
                 classes: Sequence[int], path: Path) -> Path:
     """2-D PCA of the classifier's penultimate features, fitted on the balanced real set; points coloured by the
     predicted class (majority, minority, other) — the digits version of the paper's t-SNE in Fig. 7."""
-    pca = PCA(2, random_state=0).fit(evaluator.features(reference.images).numpy())
-    real = pca.transform(evaluator.features(reference.images).numpy())
+    real_features = evaluator.features(reference.images).numpy()
+    pca = PCA(2, random_state=0).fit(real_features)
+    real = pca.transform(real_features)
     fig, axes = plt.subplots(1, len(samples), figsize=(3.0 * len(samples), 3.0), squeeze=False)
     for ax, (name, x) in zip(axes[0], samples.items()):
         pts, pred = pca.transform(evaluator.features(x).numpy()), evaluator.predict(x)

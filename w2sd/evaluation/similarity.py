@@ -10,10 +10,10 @@ from transformers import AutoImageProcessor, AutoModel
 
 from w2sd.evaluation.checkpoints import load_pretrained
 from w2sd.evaluation.clip_backbone import image_embeddings, load_clip
+from w2sd.evaluation.distribution import IMAGE_SUFFIXES
 from w2sd.evaluation.scorer import Scorer
 from w2sd.validation import ConfigError, check_choice
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 Embedder = Callable[[Sequence[Image.Image]], torch.Tensor]
 
 

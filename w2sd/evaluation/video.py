@@ -92,22 +92,20 @@ def is_dynamic(frames: Sequence[Image.Image]) -> bool:
     return moving >= needed
 
 
-def per_frame_quality(frames: Sequence[Image.Image], prompt: str, scorer: Scorer, scale: float = 1.0) -> float:
-    """Mean per-frame score × 100 / scale (e.g. scale=10 turns the 0–10 LAION aesthetic into %)."""
-    return float(100.0 * scorer.score(list(frames), [prompt] * len(frames)).mean() / scale)
+def per_frame_quality(frames: Sequence[Image.Image], prompt: str, scorer: Scorer) -> float:
+    """Mean per-frame score × 100 (a [0, 1] scorer as %)."""
+    return float(100.0 * scorer.score(list(frames), [prompt] * len(frames)).mean())
 
 
 def video_metrics(frames: Sequence[Image.Image], prompt: str, *, subject: Embedder | None = None,
-                  background: Embedder | None = None, aesthetic: Scorer | None = None,
-                  imaging: Scorer | None = None) -> dict[str, float]:
-    """The VBench-style dimensions computable with the backbones given (flow-based ones need none)."""
+                  background: Embedder | None = None, imaging: Scorer | None = None) -> dict[str, float]:
+    """The VBench-style dimensions computable with the backbones given (flow-based ones need none). Aesthetic
+    quality is not here: it is the run's own per-frame aesthetic score / 10 (experiments/evaluate.py)."""
     out = {"motion_smoothness": motion_smoothness(frames), "dynamic_degree": 100.0 * is_dynamic(frames)}
     if subject is not None:
         out["subject_consistency"] = feature_consistency(subject(frames))
     if background is not None:
         out["background_consistency"] = feature_consistency(background(frames))
-    if aesthetic is not None:
-        out["aesthetic_quality"] = per_frame_quality(frames, prompt, aesthetic, scale=10.0)
     if imaging is not None:
         out[f"imaging_quality_{imaging.name}"] = per_frame_quality(frames, prompt, imaging)
     return out

@@ -158,19 +158,22 @@ class PipelineDenoiser:
                               "was given; set ip_adapter_image (a path, or an `ip_adapter_image` column in the "
                               "prompt file)")
         self.controlnet = getattr(pipe, "controlnet", None) if setting.control_scale != 0 else None
+        # the batched per-branch model inputs are fixed for this batch: build them once, not on every call
+        branches = setting.branches
+        self.kwargs = _cat([getattr(conditioning, b) for b in branches])
+        self.control_image = None if self.controlnet is None else \
+            torch.cat([conditioning.control_image] * len(branches))
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
         apply_lora(self.network, self.setting.lora)
         apply_ip_adapter_scale(self.pipe, self.setting.ip_adapter_scale)
         if self.setting.moe is not None:
             set_routing(self.network, *self.setting.moe)
-        branches = self.setting.branches
-        kwargs = _cat([getattr(self.conditioning, b) for b in branches])
+        branches, kwargs = self.setting.branches, self.kwargs
         x_in = torch.cat([x] * len(branches)).to(self.network.dtype)
         timestep = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x.device)
         if self.controlnet is not None:
-            image = torch.cat([self.conditioning.control_image] * len(branches))
-            down, mid = self.controlnet(x_in, timestep, controlnet_cond=image,
+            down, mid = self.controlnet(x_in, timestep, controlnet_cond=self.control_image,
                                         conditioning_scale=self.setting.control_scale, return_dict=False, **kwargs)
             kwargs = {**kwargs, "down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         out = self.network(x_in, timestep, return_dict=False, **kwargs)[0].to(x.dtype)

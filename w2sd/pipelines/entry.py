@@ -16,7 +16,6 @@ from w2sd.pipelines.encoding import encode
 from w2sd.pipelines.latents import decode, initial_noise, latent_shape, vae_scale_factor
 from w2sd.sampling import sample_w2sd
 from w2sd.schedule import schedule_from_diffusers
-from w2sd.seeding import per_sample_generators
 from w2sd.validation import ConfigError
 
 PipeSetting = tuple[Any, Mapping | ModelSetting]
@@ -70,8 +69,8 @@ def w2sd_generate(
                       ip_adapter_images=ip_images if has_ip_adapter(denoiser_network(role_pipe)) else None)
         denoisers[role] = PipelineDenoiser(role_pipe, setting, cond, name=role)
     schedule = schedule_from_diffusers(dict(pipe.scheduler.config), T)
-    x = initial_noise(pipe, seeds, latent_shape(pipe, height, width, num_frames))
+    x, generators = initial_noise(pipe, seeds, latent_shape(pipe, height, width, num_frames))
     device = denoisers["final"].network.device
     out = sample_w2sd(denoisers["strong"], denoisers["weak"], x.to(device), schedule, lam=lam, inversion=inversion,
-                      final=denoisers["final"], generators=per_sample_generators(seeds))
+                      final=denoisers["final"], generators=generators)
     return decode(pipe, out.x, output_type)

@@ -29,10 +29,12 @@ def latent_shape(pipe: Any, height: int, width: int, num_frames: int | None = No
     return (channels, num_frames, *spatial) if num_frames is not None else (channels, *spatial)
 
 
-def initial_noise(pipe: Any, seeds: Sequence[int], shape: Sequence[int]) -> torch.Tensor:
-    """x_T for each seed (one CPU generator per sample), scaled by the scheduler's initial σ as the pipelines do."""
-    x = per_sample_randn(per_sample_generators(seeds), shape, torch.float32)
-    return x * float(getattr(pipe.scheduler, "init_noise_sigma", 1.0))
+def initial_noise(pipe: Any, seeds: Sequence[int], shape: Sequence[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
+    """x_T for each seed (one CPU generator per sample), scaled by the scheduler's initial σ as the pipelines do,
+    and the generators after that draw: samplers that draw fresh noise continue them, so it is never x_T again."""
+    generators = per_sample_generators(seeds)
+    x = per_sample_randn(generators, shape, torch.float32)
+    return x * float(getattr(pipe.scheduler, "init_noise_sigma", 1.0)), generators
 
 
 @torch.no_grad()
