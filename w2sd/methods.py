@@ -28,17 +28,17 @@ SAMPLERS: dict[str, Callable[..., SampleOutput]] = {
 RUNTIME = ("x", "schedule", "generators", "extra_args", "callback")  # supplied by the caller, never by a spec
 
 
-def sampler_signature(fn: Callable) -> tuple[dict[str, str | None], dict[str, tuple | None]]:
-    """(roles, options) of a sampler: role → default model name (the first model defaults to `strong`, other
-    required ones to their own name, optional ones to none), option → its Literal choices or None."""
+def sampler_signature(fn: Callable) -> tuple[dict[str, tuple[str, bool]], dict[str, tuple | None]]:
+    """(roles, options) of a sampler: role → (default model name, required), option → its Literal choices or None.
+    The first model defaults to `strong`, the others to the model of their own name."""
     hints = typing.get_type_hints(fn)
-    roles: dict[str, str | None] = {}
+    roles: dict[str, tuple[str, bool]] = {}
     options: dict[str, tuple | None] = {}
     for name, param in inspect.signature(fn).parameters.items():
         if name in RUNTIME:
             continue
         if hints[name] in (Denoiser, Denoiser | None):
-            roles[name] = None if param.default is None else "strong" if not roles else name
+            roles[name] = ("strong" if not roles else name, param.default is inspect.Parameter.empty)
         else:
             options[name] = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is typing.Literal else None
     return roles, options
@@ -69,9 +69,9 @@ def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[
         raise ConfigError(f"method {name!r}: sampler={sampler!r} is not one of {sorted(SAMPLERS)}")
     roles, option_choices = sampler_signature(SAMPLERS[sampler])
     resolved_roles = {}
-    for role, default in roles.items():
-        model_name = spec.pop(role, default)
-        if model_name is None:
+    for role, (default, required) in roles.items():
+        model_name = spec.pop(role, default if required or default in models else None)
+        if model_name is None:  # an optional model (W2SD's `final`) the table does not name
             continue
         if model_name not in models:
             raise ConfigError(f"method {name!r}: {role}={model_name!r} is not a model here; "

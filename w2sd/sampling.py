@@ -118,17 +118,25 @@ def _noise_like(x: torch.Tensor, generators: Sequence[torch.Generator] | None, w
     return per_sample_randn(generators, x.shape[1:], x.dtype).to(x.device)
 
 
+def _rms(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).double().pow(2).mean(1).sqrt()
+
+
 def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedule, steps: Sequence[int], *,
                inversion: Inversion = "exact", reflections_per_step: int = 1, inversion_noise: float = 0.0,
-               generators: Sequence[torch.Generator] | None = None, threshold: float | None = None) -> PreStep:
+               generators: Sequence[torch.Generator] | None = None,
+               threshold: float | Sequence[float] | None = None) -> PreStep:
     """Pre-step reflecting x on the levels in `steps` (W2SD), `reflections_per_step` times, each followed by
-    `inversion_noise`·z. With `threshold`, adaptive: a sample is reflected only while the RMS displacement
-    ‖x̃ − x‖/√d of its previous reflection exceeds it (its first reflected level always counts as exceeding, unless
-    threshold = ∞); the others are dropped from the batch, so they cost nothing."""
+    `inversion_noise`·z. With `threshold` (one value or one per level, e.g. from `calibrate_threshold`), adaptive:
+    a sample stops being reflected once a reflection at level i moved it by an RMS ‖x̃ − x‖/√d ≤ threshold[i];
+    the stopped samples are dropped from the batch, so they cost nothing. Threshold ∞ at the first reflected level
+    reflects no sample."""
     steps = set(steps)
-    last = None  # per-sample RMS displacement of the latest reflection (adaptive mode)
+    tau = None if threshold is None else [threshold] * schedule.num_steps if isinstance(threshold, (int, float)) \
+        else list(threshold)
+    keep = None  # adaptive: which samples are still reflected
 
-    def reflect_rows(x: torch.Tensor, i: int, rows: Sequence[int] | None) -> torch.Tensor:
+    def reflect_rows(x: torch.Tensor, i: int, rows: list[int] | None) -> torch.Tensor:
         gens = generators if rows is None or generators is None else [generators[r] for r in rows]
         for _ in range(reflections_per_step):
             x = reflect(denoiser, inverter, x, schedule, i, inversion=inversion)
@@ -137,22 +145,22 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
         return x
 
     def pre_step(x: torch.Tensor, i: int) -> torch.Tensor | None:
-        nonlocal last
+        nonlocal keep
         if i not in steps:
             return None
-        if threshold is None:
+        if tau is None:
             return reflect_rows(x, i, None)
-        if last is None:
-            last = torch.full((x.shape[0],), math.inf, dtype=torch.float64, device=x.device)
-        rows = (last > threshold).nonzero().flatten()
+        if keep is None:
+            keep = torch.full((x.shape[0],), tau[i] < math.inf, device=x.device)
+        rows = keep.nonzero().flatten()
         if len(rows) == 0:
             return None
-        if len(rows) == x.shape[0]:  # everyone: the plain batched reflection (bit-identical to W2SD)
+        if len(rows) == x.shape[0]:  # every sample: the plain batched reflection, bit-identical to W2SD
             x_new = reflect_rows(x, i, None)
-            last = (x_new - x).flatten(1).norm(dim=1).double() / math.sqrt(x[0].numel())
+            keep = _rms(x_new - x) > tau[i]
             return x_new
         moved = reflect_rows(x[rows], i, rows.tolist())
-        last[rows] = (moved - x[rows]).flatten(1).norm(dim=1).double() / math.sqrt(x[0].numel())
+        keep[rows] = _rms(moved - x[rows]) > tau[i]
         x = x.clone()
         x[rows] = moved
         return x
@@ -216,7 +224,7 @@ def sample_w2sd(
     window: Window = "first",
     reflections_per_step: int = 1,
     inversion_noise: float = 0.0,
-    threshold: float | None = None,
+    threshold: float | Sequence[float] | None = None,
     generators: Sequence[torch.Generator] | None = None,
     extra_args: dict | None = None,
     callback: Callback | None = None,
@@ -226,7 +234,7 @@ def sample_w2sd(
     lam: reflected steps, default T − 1. order: `w2s` (W2SD) or `s2w` (S2WD: weak denoises, strong inverts).
     final: denoiser for the main step (default `strong`; the paper runs the reflection legs at CFG 1 and the main
     step at CFG 5.5). inversion_noise: k of paper Eq. 17, adds k·z (z ~ N(0, I)) to each reflected latent.
-    threshold: adaptive reflection (see `reflection`); None reflects every sample, ∞ none.
+    threshold: adaptive reflection (see `reflection`): None or 0 reflects every sample, ∞ none.
     NFE = T + 2·λ·reflections_per_step (adaptive: fewer per sample, see `nfe_per_sample`).
     """
     _check_schedule(schedule)
@@ -239,8 +247,11 @@ def sample_w2sd(
         raise ConfigError(f"inversion_noise={inversion_noise} must be >= 0")
     if inversion_noise > 0:
         _noise_like(x, generators, "inversion_noise > 0")
-    if threshold is not None and not threshold >= 0:
-        raise ConfigError(f"threshold={threshold} must be >= 0 (or null to reflect every sample)")
+    if threshold is not None:
+        taus = [threshold] if isinstance(threshold, (int, float)) else list(threshold)
+        if len(taus) not in (1, schedule.num_steps) or not all(t >= 0 for t in taus):
+            raise ConfigError(f"threshold={threshold} must be a number >= 0 or one per level ({schedule.num_steps}), "
+                              "or null to reflect every sample")
     counter = NFECounter()
     strong_eps, weak_eps = counter.wrap(strong, extra_args), counter.wrap(weak, extra_args)
     denoiser, inverter = (strong_eps, weak_eps) if order == "w2s" else (weak_eps, strong_eps)
@@ -314,3 +325,15 @@ def sample_resampling(
     pre_step = renoising(strong_eps, schedule, steps, generators, alignment=alignment,
                          weak=counter.wrap(weak, extra_args) if weak is not None else None)
     return counter.output(ddim_loop(strong_eps, x, schedule, pre_step=pre_step, callback=callback))
+
+
+@torch.no_grad()
+def calibrate_threshold(strong: Denoiser, weak: Denoiser, x: torch.Tensor, schedule: DiscreteSchedule,
+                        quantile: float, **w2sd_options: Any) -> list[float]:
+    """Per-level adaptive-reflection thresholds from a held-out calibration batch: the `quantile` of the samples'
+    RMS reflection displacement at each level under W2SD with the same options (∞ on levels it does not reflect)."""
+    trace: list[dict] = []
+    sample_w2sd(strong, weak, x, schedule, callback=trace.append, **w2sd_options)
+    starts = [x] + [step["x"] for step in trace[:-1]]
+    return [math.inf if step["x_reflected"] is None else float(_rms(step["x_reflected"] - start).quantile(quantile))
+            for step, start in zip(trace, starts)]
