@@ -7,6 +7,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
 import make_sampling_golden as golden  # noqa: E402
+import make_toy_golden  # noqa: E402
 
 GOLDEN = torch.load(Path(__file__).parent / "fixtures" / "sampling_golden.pt")
 
@@ -40,3 +41,13 @@ def test_callback_trace_matches_main_and_denoised_is_the_clean_prediction() -> N
         tweedie = (start + (1 - a) * strong.score(start, a)) / a**0.5
         assert torch.allclose(step["denoised"], tweedie, atol=1e-9), i
     assert torch.equal(trace[-1]["denoised"], out.x)  # ā_T = 1 (set_alpha_to_one): the last x̂₀ is the sample
+
+
+@pytest.mark.parametrize("name", sorted(make_toy_golden.RUNS))
+def test_toy_studies_at_reduced_size_match_main_bit_for_bit(name: str) -> None:
+    """Through the experiment path (method specs → resolve_method → run_method), against main's samples."""
+    expected = torch.load(Path(__file__).parent / "fixtures" / "toy_gmm_golden.pt")[name]
+    samples, nfe = make_toy_golden.toy_samples(make_toy_golden.RUNS[name], Path(__file__).parent.parent / "conf")
+    assert nfe == expected["nfe"] and list(samples) == list(expected["samples"])
+    for method, x in samples.items():
+        assert torch.equal(x, expected["samples"][method]), method
