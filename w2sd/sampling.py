@@ -99,11 +99,11 @@ def reflect(
     if i + 1 >= schedule.num_steps:
         raise ConfigError(f"the official inversion needs timesteps[i+1]; step i={i} is the last step")
     t_target = schedule.timesteps[i + 1]
-    t_source = min(t_target - schedule.step_ratio, schedule.num_train_timesteps - 1)
-    return ddim_transfer(x_adv, eps_inv, schedule.alpha_bar(t_source), schedule.alpha_bar(t_target))
+    return ddim_transfer(x_adv, eps_inv, schedule.alpha_bar(t_target - schedule.step_ratio),
+                         schedule.alpha_bar(t_target))
 
 
-def reflection_steps(num_steps: int, lam: int, window: Window = "first") -> range:
+def reflection_steps(num_steps: int, lam: int, window: Window) -> range:
     """Sampling levels that get reflected: the first λ (paper Alg. 1, highest noise) or the last λ before the final
     step. The final step is never reflected, so λ ≤ T − 1 (paper default λ = T − 1)."""
     check_int_range("lam", lam, 0, num_steps - 1, "λ counts reflected steps and must be at most T−1")
@@ -169,8 +169,7 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
 
 
 def renoising(strong: Callable, schedule: DiscreteSchedule, steps: Sequence[int],
-              generators: Sequence[torch.Generator], *, weak: Callable | None = None,
-              alignment: Alignment = "none") -> PreStep:
+              generators: Sequence[torch.Generator], *, weak: Callable | None, alignment: Alignment) -> PreStep:
     """Pre-step of Re-Sampling: strong-denoise one step, re-noise back with fresh noise z, which `aligned`/`anti`
     flip into the half-space of (anti-)positive cosine with the W2SD perturbation Inv_weak(x') − x."""
     steps = set(steps)
