@@ -134,6 +134,9 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
     steps = set(steps)
     tau = None if threshold is None else [threshold] * schedule.num_steps if isinstance(threshold, (int, float)) \
         else list(threshold)
+    if tau is not None and (len(tau) != schedule.num_steps or not all(t >= 0 for t in tau)):
+        raise ConfigError(f"threshold={threshold} must be a number >= 0 or one per level ({schedule.num_steps}), "
+                          "or null to reflect every sample")
     keep = None  # adaptive: which samples are still reflected
 
     def reflect_rows(x: torch.Tensor, i: int, rows: list[int] | None) -> torch.Tensor:
@@ -155,12 +158,12 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
         rows = keep.nonzero().flatten()
         if len(rows) == 0:
             return None
-        if len(rows) == x.shape[0]:  # every sample: the plain batched reflection, bit-identical to W2SD
-            x_new = reflect_rows(x, i, None)
-            keep = _rms(x_new - x) > tau[i]
-            return x_new
-        moved = reflect_rows(x[rows], i, rows.tolist())
-        keep[rows] = _rms(moved - x[rows]) > tau[i]
+        everyone = len(rows) == x.shape[0]  # then the plain batched reflection, bit-identical to W2SD
+        start = x if everyone else x[rows]
+        moved = reflect_rows(start, i, None if everyone else rows.tolist())
+        keep[rows] = _rms(moved - start) > tau[i]
+        if everyone:
+            return moved
         x = x.clone()
         x[rows] = moved
         return x
@@ -246,11 +249,6 @@ def sample_w2sd(
         raise ConfigError(f"inversion_noise={inversion_noise} must be >= 0")
     if inversion_noise > 0:
         _noise_like(x, generators, "inversion_noise > 0")
-    if threshold is not None:
-        taus = [threshold] if isinstance(threshold, (int, float)) else list(threshold)
-        if len(taus) not in (1, schedule.num_steps) or not all(t >= 0 for t in taus):
-            raise ConfigError(f"threshold={threshold} must be a number >= 0 or one per level ({schedule.num_steps}), "
-                              "or null to reflect every sample")
     counter = NFECounter()
     strong_eps, weak_eps = counter.wrap(strong, extra_args), counter.wrap(weak, extra_args)
     denoiser, inverter = (strong_eps, weak_eps) if order == "w2s" else (weak_eps, strong_eps)
