@@ -100,3 +100,31 @@ def test_optional_models_are_filled_only_from_the_table() -> None:
     assert methods.resolve_method("m", spec, {}, {"strong": 0, "weak": 1, "final": 2})["roles"]["final"] == "final"
     with pytest.raises(ConfigError, match="weak='weak' is not a model here"):
         methods.resolve_method("m", spec, {}, {"strong": 0})
+
+
+def test_shared_sampler_group_is_checked_and_split() -> None:
+    assert methods.resolve_sampler_config({"T": 2, "lam": None}) == {"T": 2, "lam": 1}
+    assert methods.resolve_sampler_config({"T": 5, "lam": 0}) == {"T": 5, "lam": 0}
+    for group, message in (({"T": 1, "lam": None}, "sampler.T=1 must be >= 2; W2SD needs at least two sampling steps"),
+                           ({"T": 2, "lam": 2}, "sampler.lam=2 must be in [0, 1]; λ must be in [0, T−1]")):
+        with pytest.raises(ConfigError) as err:
+            methods.resolve_sampler_config(group)
+        assert str(err.value) == message
+    group = {"T": 5, "lam": 4, "inversion": "exact", "schedule": {"spacing": "trailing"}}
+    assert methods.sampler_defaults(group) == {"lam": 4, "inversion": "exact"}
+
+
+def test_run_method_hands_over_generators_and_callback() -> None:
+    models, x, schedule, seeds = golden.build("1d", 10)
+    resolved = methods.resolve_method("r", {"sampler": "resampling", "lam": 3}, {}, models, 10)
+    trace = []
+    out = methods.run_method(resolved, models, x, schedule, generators=golden.per_sample_generators(seeds),
+                             callback=trace.append)
+    assert [step["i"] for step in trace] == list(range(10)) and torch.equal(trace[-1]["x"], out.x)
+    assert out.nfe == 10 + 3
+
+
+@pytest.mark.parametrize("lam", [0, 9])
+def test_method_lam_bounds_are_inclusive(lam: int) -> None:
+    resolved = methods.resolve_method("m", {"sampler": "w2sd", "lam": lam}, {"lam": 5}, {"strong": 0, "weak": 1}, 10)
+    assert resolved["options"] == {"lam": lam}
