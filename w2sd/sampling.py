@@ -130,7 +130,7 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
     `inversion_noise`·z. With `threshold` (one value or one per level, e.g. from `calibrate_threshold`), adaptive:
     a sample stops being reflected once a reflection at level i moved it by an RMS ‖x̃ − x‖/√d ≤ threshold[i];
     the stopped samples are dropped from the batch, so they cost nothing. Threshold ∞ at the first reflected level
-    reflects no sample."""
+    reflects no sample. The adaptive pre-step keeps this state, so build one per sampling run."""
     steps = set(steps)
     tau = None if threshold is None else [threshold] * schedule.num_steps if isinstance(threshold, (int, float)) \
         else list(threshold)
