@@ -97,5 +97,6 @@ def test_adaptive_inversion_noise_draws_from_each_samples_own_generator(world) -
 @pytest.mark.parametrize("threshold", [-0.1, math.nan, [0.1] * 19])
 def test_bad_threshold_is_rejected(world, threshold) -> None:
     models, x, schedule, _ = world
-    with pytest.raises(ConfigError, match=re.escape(f"threshold={threshold} must be")):
+    with pytest.raises(ConfigError, match=re.escape(f"threshold={threshold} must be a number >= 0 or one per level "
+                                                    "(20), or null to reflect every sample")):
         sample_w2sd(models["strong"], models["weak"], x, schedule, threshold=threshold)
