@@ -1,6 +1,7 @@
 # Command-line entry point: `python run.py experiment=<name> [key=value ...]` (Hydra; `-m` for sweeps).
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from w2sd.lifeline import die_with_parent, mark_as_parent
+from w2sd.lifeline import die_with_parent, parent_env
 from w2sd.runner import ResultsNotSaved, run_experiment
 from w2sd.validation import ConfigError
 
@@ -44,5 +45,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     die_with_parent()  # started by `python -m toy.run_ablations`: stop when it is killed
-    mark_as_parent()
+    os.environ.update(parent_env())  # ... and so do the joblib workers this process starts
     main()

@@ -7,10 +7,13 @@ signature (w2sd.methods), so the option list lives in one place. Field metadata 
 from __future__ import annotations
 
 import difflib
+import json
+import struct
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any, Union
 
 from omegaconf import DictConfig, OmegaConf
@@ -302,6 +305,37 @@ def check_method_specs(key: str, methods: Any) -> None:
                 raise ConfigError(f"{key}.{name}.{option}={_show(value)} must be {describe(tp)}")
 
 
+def check_safetensors(key: str, path: Path) -> None:
+    """A .safetensors file is complete: its JSON header parses and the file is as long as the header's last tensor
+    says (a truncated download or copy fails here, not minutes later inside load_lora_weights)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head = handle.read(8)
+        length = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+        try:
+            header = json.loads(handle.read(length)) if 0 <= length <= size - 8 else None
+        except ValueError:
+            header = None
+    if not isinstance(header, dict):
+        raise ConfigError(f"{key}={path} is not a readable .safetensors file (damaged header); download or copy it "
+                          "again")
+    ends = [v.get("data_offsets", [0, 0])[-1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    end = max(ends, default=0)
+    if size < 8 + length + end:
+        raise ConfigError(f"{key}={path} is truncated ({size} of {8 + length + end} bytes); download or copy it "
+                          "again")
+
+
+def _check_lora_files(gap: Mapping) -> None:
+    for model, spec in (gap.get("models") or {}).items():
+        for name, lora in ((spec or {}).get("loras") or {}).items():
+            path = Path(str(lora.get("path"))) if isinstance(lora, dict) and lora.get("path") else None
+            if path is not None and path.is_dir() and lora.get("weight_name"):
+                path = path / str(lora["weight_name"])
+            if path is not None and path.is_file() and path.suffix == ".safetensors":
+                check_safetensors(f"gap.models.{model}.loras.{name}.path", path)
+
+
 def check_config(cfg: DictConfig) -> dict:
     """Resolve `cfg` and check the shared groups, gap settings and method specs; returns the resolved dict."""
     try:
@@ -320,5 +354,6 @@ def check_config(cfg: DictConfig) -> dict:
         for name, setting in (gap.get("settings") or {}).items():
             check_mapping(f"gap.settings.{name}", setting, GapSettingSchema)
         check_method_specs("gap.methods", gap.get("methods"))
+        _check_lora_files(gap)
     check_method_specs("methods", resolved.get("methods"))
     return resolved

@@ -15,9 +15,9 @@ ENV = "W2SD_SWEEP_PARENT"
 PR_SET_PDEATHSIG = 1
 
 
-def mark_as_parent() -> None:
-    """Make this process the one its future children die with."""
-    os.environ[ENV] = f"{socket.gethostname()}:{os.getpid()}"
+def parent_env() -> dict[str, str]:
+    """Environment entries that make this process the one a child (and its own children) die with."""
+    return {ENV: f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def die_with_parent() -> None:

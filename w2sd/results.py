@@ -56,6 +56,14 @@ def atomic_savefig(fig: Any, path: Path, **kwargs: Any) -> Path:
     return _atomic(path, lambda p: fig.savefig(p, format=fmt, **kwargs))
 
 
+def quarantine(path: Path) -> Path:
+    """Move an unreadable cache file aside to `<name>.corrupt` (kept for inspection) so it is recomputed."""
+    path = Path(path)
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target
+
+
 def to_jsonable(value: Any) -> Any:
     """Plain JSON types; non-finite floats become None so the file stays strict JSON."""
     if isinstance(value, Mapping):
