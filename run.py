@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -12,19 +11,13 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from w2sd.lifeline import die_with_parent, parent_env
-from w2sd.runner import ResultsNotSaved, run_experiment
+from w2sd.runner import ResultsNotSaved, exit_with_error, run_experiment
 from w2sd.validation import ConfigError
 
 
 def _remove_if_empty(path: Path) -> None:
-    """Hydra creates the run folder before the task can validate; a rejected run must not leave it behind."""
     if path.is_dir() and not any(path.iterdir()):
         path.rmdir()
-
-
-def _fail(message: str, code: int) -> None:
-    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
-    sys.exit(code)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -35,12 +28,12 @@ def main(cfg: DictConfig) -> None:
     try:
         run_experiment(cfg, run_dir)
     except (ConfigError, OmegaConfBaseException) as err:
-        _remove_if_empty(run_dir)
-        if hydra_cfg.mode == RunMode.MULTIRUN:
+        if hydra_cfg.mode == RunMode.MULTIRUN:  # Hydra made the job's folder before the job could validate
+            _remove_if_empty(run_dir)
             _remove_if_empty(run_dir.parent)  # the sweep folder, if this was its first job
-        _fail(str(err) or type(err).__name__, 2)
+        exit_with_error(str(err) or type(err).__name__, 2)
     except ResultsNotSaved as err:
-        _fail(str(err), 1)
+        exit_with_error(str(err), 1)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,22 @@ def run_id() -> str:
 OmegaConf.register_new_resolver("w2sd_run_id", run_id, use_cache=True, replace=True)
 
 
+def check_writable(run_dir: Path) -> None:
+    """The run folder, or the nearest existing folder above it, accepts a new file (tried, not guessed from mode
+    bits, which root, ACLs and read-only mounts all bend)."""
+    place = Path(run_dir).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        if not place.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(place))
+        with tempfile.TemporaryFile(dir=place):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write to the run folder {run_dir} ({err.strerror}: {place}); make it writable or "
+                          "choose another one with hydra.run.dir=...") from err
+
+
 class RunLock:
     """An exclusive flock on `<run_dir>/.w2sd.lock`, held for the whole run. The kernel drops it when the process
     ends, however it ends, so a killed run never blocks its own resume; a second live run on the folder fails.

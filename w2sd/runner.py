@@ -1,20 +1,26 @@
 # Drives one experiment from a composed Hydra config to results.json, a printed table and a W&B run.
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import platform
+import sys
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 
 import w2sd
 from w2sd.config_schema import check_config
 from w2sd.experiment import Experiment, RunResult
 from w2sd.report import text_table
 from w2sd.results import RESULTS_SCHEMA_VERSION, atomic_write_json, config_hash, load_results
-from w2sd.run_dir import RunLock, rescue_path
+from w2sd.run_dir import RunLock, check_writable, rescue_path
 from w2sd.tracking import log_run
 from w2sd.validation import ConfigError
 
@@ -45,6 +51,29 @@ def validated_experiment(cfg: DictConfig) -> Experiment:
     experiment = build_experiment(cfg)
     experiment.validate()
     return experiment
+
+
+def exit_with_error(message: str, code: int = 2) -> NoReturn:
+    """The command line's way to fail: one `error:` line on stderr, no traceback."""
+    print(f"error: {message.strip().splitlines()[0] if message.strip() else 'failed'}", file=sys.stderr)
+    sys.exit(code)
+
+
+class CheckBeforeRunDir(Callback):
+    """Hydra callback (conf/hydra/default.yaml): a single run is validated, and its folder checked for writing,
+    before Hydra creates that folder, so a rejected run leaves nothing behind. (Sweep jobs validate inside the job;
+    run.py removes a rejected job's empty folder.)"""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # paths.* interpolate ${hydra:runtime.cwd}
+        task_cfg = copy.deepcopy(config)
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]  # as Hydra hands the config to the task
+        try:
+            validated_experiment(task_cfg)
+            check_writable(Path(str(config.hydra.run.dir)))
+        except (ConfigError, OmegaConfBaseException) as err:
+            exit_with_error(str(err) or type(err).__name__)
 
 
 class ResultsNotSaved(RuntimeError):
