@@ -113,6 +113,7 @@ def test_runs_composed_in_the_same_second_get_distinct_folders() -> None:
     assert all(a.startswith("/r/outputs/toy_gmm/runs/") and a != b for a, b in pairs), pairs
 
 
+@pytest.mark.slow
 def test_second_live_run_on_a_folder_is_refused_and_a_killed_run_frees_it(tmp_path: Path, capsys,
                                                                             monkeypatch) -> None:
     run_dir = tmp_path / "run"
