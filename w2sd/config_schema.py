@@ -270,7 +270,7 @@ def check_mapping(key: str, value: Any, schema: type, strict: bool = True) -> No
             if not strict:
                 continue
             close = difflib.get_close_matches(str(name), list(hints), n=1)
-            hint = f"; did you mean {at.rsplit('.', 1)[0]}.{close[0]}?" if close else ""
+            hint = f"; did you mean {key}.{close[0]}?" if close else ""
             raise ConfigError(f"{at}={_show(item)} is not a known key of {key}{hint} (known: {list(hints)})")
         tp = hints[name]
         if is_dataclass(tp):

@@ -53,6 +53,7 @@ class RunLock:
         self.handle: IO[str] | None = None
 
     def __enter__(self) -> RunLock:
+        check_writable(self.path.parent)  # an old lock file may still open in a folder that refuses new files
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
