@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import runpy
 import signal
 import stat
 import subprocess
@@ -18,24 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from in_process import run_here
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = ["experiment=toy_gmm", "logger=none", "num_samples=200", "diagnostic_samples=50", "figures=false"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-
-
-def run_here(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """`python run.py ARGS` in this process; returns (exit code, stdout, stderr)."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, "argv", ["run.py", *args])
-    monkeypatch.setenv("W2SD_SWEEP_PARENT", "")  # run.py names itself the parent of its workers; undo afterwards
-    code = 0
-    try:
-        runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_error_line(err: str) -> str:
