@@ -19,7 +19,7 @@ from typing import Any, Union
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from w2sd.methods import SAMPLERS
+from w2sd.methods import SAMPLERS, sampler_signature
 from w2sd.validation import ConfigError
 
 
@@ -40,13 +40,9 @@ class ScheduleSchema:
 
 @dataclass
 class SamplerSchema:
+    """Besides these, the group may set any sampler option (its shared default), typed by `sampler_options`."""
+
     T: int
-    lam: int | None
-    inversion: str
-    order: str
-    window: str
-    reflections_per_step: int = _at_least(1)
-    inversion_noise: float
     schedule: ScheduleSchema
 
 
@@ -228,9 +224,10 @@ def describe(tp: Any, plural: bool = False) -> str:
 
 
 def matches(value: Any, tp: Any) -> bool:
-    """Whether a plain (resolved) config value has type `tp`; ints count as floats, bools as neither."""
+    """Whether a plain (resolved) config value has type `tp`; ints count as floats, bools as neither. Types other
+    than these plain ones (Literal choices, Sequence, ...) pass: their owner (e.g. resolve_method) checks them."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
+    if tp is Any or (origin is not None and origin not in (Union, types.UnionType, list, dict)):
         return True
     if origin in (Union, types.UnionType):
         return any(matches(value, a) for a in args)
@@ -258,17 +255,26 @@ def _check_bounds(key: str, value: Any, meta: Mapping) -> None:
                           f"e.g. {value - value % meta['multiple'] or meta['multiple']}")
 
 
-def check_mapping(key: str, value: Any, schema: type, strict: bool = True) -> None:
-    """Check `value` (a resolved mapping at `key`) against a schema dataclass; `strict`: no unknown keys."""
+def sampler_options() -> dict[str, Any]:
+    """Option name → annotation, over every sampler of w2sd.methods: the shared defaults the `sampler` group may set."""
+    options: dict[str, Any] = {}
+    for sampler in SAMPLERS.values():
+        hints = typing.get_type_hints(sampler)
+        for name in sampler_signature(sampler)[1]:
+            options.setdefault(name, hints[name])
+    return options
+
+
+def check_mapping(key: str, value: Any, schema: type, extra: Mapping[str, Any] | None = None) -> None:
+    """Check `value` (a resolved mapping at `key`) against a schema dataclass plus `extra` name → type keys;
+    any other key is unknown."""
     if not isinstance(value, dict):
         raise ConfigError(f"{key}={_show(value)} must be {describe(schema)}")
-    hints = typing.get_type_hints(schema)
+    hints = {**typing.get_type_hints(schema), **(extra or {})}
     meta = {f.name: f.metadata for f in fields(schema)}
     for name, item in value.items():
         at = f"{key}.{name}" if key else str(name)
         if name not in hints:
-            if not strict:
-                continue
             close = difflib.get_close_matches(str(name), list(hints), n=1)
             hint = f"; did you mean {key}.{close[0]}?" if close else ""
             raise ConfigError(f"{at}={_show(item)} is not a known key of {key}{hint} (known: {list(hints)})")
@@ -278,13 +284,7 @@ def check_mapping(key: str, value: Any, schema: type, strict: bool = True) -> No
             continue
         if not matches(item, tp):
             raise ConfigError(f"{at}={_show(item)} must be {describe(tp)}")
-        _check_bounds(at, item, meta[name])
-
-
-def _simple(tp: Any) -> bool:
-    """Option types a config value can have (int, float, str, bool, optionally None); model roles etc. are not."""
-    args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
-    return all(a in (int, float, str, bool, type(None)) for a in args)
+        _check_bounds(at, item, meta.get(name))
 
 
 def check_method_specs(key: str, methods: Any) -> None:
@@ -295,14 +295,13 @@ def check_method_specs(key: str, methods: Any) -> None:
     for name, spec in methods.items():
         if not isinstance(spec, dict):
             raise ConfigError(f"{key}.{name}={_show(spec)} must be a method spec such as {{sampler: w2sd}}")
-        entry = SAMPLERS.get(spec.get("sampler"))
-        if entry is None:
+        sampler = SAMPLERS.get(spec.get("sampler"))
+        if sampler is None:
             continue
-        hints = typing.get_type_hints(entry[0])
-        for option, value in spec.items():
-            tp = hints.get(option)
-            if tp is not None and _simple(tp) and not matches(value, tp):
-                raise ConfigError(f"{key}.{name}.{option}={_show(value)} must be {describe(tp)}")
+        hints = typing.get_type_hints(sampler)
+        for option in sampler_signature(sampler)[1]:
+            if option in spec and not matches(spec[option], hints[option]):
+                raise ConfigError(f"{key}.{name}.{option}={_show(spec[option])} must be {describe(hints[option])}")
 
 
 def check_safetensors(key: str, path: Path) -> None:
@@ -348,7 +347,7 @@ def check_config(cfg: DictConfig) -> dict:
                   RootSchema)
     for group, schema in GROUPS.items():
         if resolved.get(group) is not None:
-            check_mapping(group, resolved[group], schema)
+            check_mapping(group, resolved[group], schema, sampler_options() if group == "sampler" else None)
     gap = resolved.get("gap")
     if isinstance(gap, dict):
         for name, setting in (gap.get("settings") or {}).items():
