@@ -116,6 +116,10 @@ def test_second_live_run_on_a_folder_is_refused_and_a_killed_run_frees_it(tmp_pa
         assert first.poll() is None, "the first run ended too early for this test"
         code, _, err = run_here([*TOY, f"hydra.run.dir={run_dir}"], capsys, monkeypatch)
         assert code == 2 and f"is in use by another live run (pid {first.pid})" in one_error_line(err)
+        monkeypatch.setenv("LOCAL_RANK", "1")  # a DDP rank Lightning re-launched is part of the live run
+        code, _, err = run_here([*TOY, f"hydra.run.dir={run_dir}"], capsys, monkeypatch)
+        monkeypatch.delenv("LOCAL_RANK")
+        assert code == 0, err
     finally:
         first.kill()
         first.wait()

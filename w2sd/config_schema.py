@@ -2,8 +2,9 @@
 """Each schema is a dataclass whose annotations are the allowed keys and their types; `check_config` walks the
 resolved config against them. A key missing from a group is fine (experiments read optional keys with defaults);
 an unknown key — also one added with `+` — or a value of the wrong type stops the run with one ConfigError
-naming the key, the value and the expected type. Method specs are checked against their sampler function's own
-signature (w2sd.methods), so the option list lives in one place. Field metadata adds bounds: `min` and `multiple`."""
+naming the key, the value and the expected type. Sampler options — the `sampler` group's shared defaults and the
+keys of method specs — are typed by the sampler functions' own signatures (w2sd.methods), so the option list lives
+in one place. Field metadata adds bounds (`min`, `multiple`). Local LoRA files are checked for truncation."""
 from __future__ import annotations
 
 import difflib

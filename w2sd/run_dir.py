@@ -43,10 +43,20 @@ def check_writable(run_dir: Path) -> None:
                           "choose another one with hydra.run.dir=...") from err
 
 
+def launched_rank() -> int:
+    """This process's rank when a launcher started several copies of one command (Lightning's DDP re-runs run.py
+    for ranks >= 1, torchrun, Slurm tasks); 0 for a plain run."""
+    for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 class RunLock:
     """An exclusive flock on `<run_dir>/.w2sd.lock`, held for the whole run. The kernel drops it when the process
     ends, however it ends, so a killed run never blocks its own resume; a second live run on the folder fails.
-    Taking it is also the writability check: a folder we cannot create a file in fails here, before any work."""
+    Taking it is also the writability check: a folder we cannot create a file in fails here, before any work.
+    Only rank 0 of a multi-process launch takes it; the other ranks are part of the same run."""
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / LOCK_NAME
@@ -54,6 +64,8 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         check_writable(self.path.parent)  # an old lock file may still open in a folder that refuses new files
+        if launched_rank() != 0:
+            return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
