@@ -53,3 +53,11 @@ def test_unknown_experiment_and_key_are_rejected(tmp_path: Path) -> None:
         proc = run_cli(*args, f"hydra.run.dir={tmp_path / 'x'}")
         assert proc.returncode != 0 and needle in proc.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_every_experiment_config_passes_the_schema(compose_config) -> None:
+    """The typed schemas (w2sd/config_schema.py) accept every shipped experiment as it is."""
+    from w2sd.config_schema import check_config
+
+    for path in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
+        check_config(compose_config([f"experiment={path.stem}"]))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import runpy
 import signal
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from in_process import run_here
 
 from paper_figures.sweep_results import load_sweep
 from toy import run_ablations
@@ -22,15 +22,8 @@ TINY = ["logger=none", "num_samples=60", "num_seeds=2", "sampler.T=4", "model=ex
 
 def multirun(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     """`python run.py -m ARGS` in this process (imports are already paid for); returns (exit code, output)."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, "argv", ["run.py", "-m", *args])
-    code = 0
-    try:
-        runpy.run_path(str(ROOT / "run.py"), run_name="__main__")
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    code, out, err = run_here(["-m", *args], capsys, monkeypatch)
+    return code, out + err
 
 
 def snapshot(folder: Path) -> dict[str, tuple[float, bytes]]:

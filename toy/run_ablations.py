@@ -19,7 +19,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from w2sd.runner import build_experiment
+from w2sd.lifeline import parent_env
+from w2sd.runner import validated_experiment
 from w2sd.validation import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def check_sweep(name: str, overrides: list[str]) -> int:
                 raise ConfigError(f"{name}: job {' '.join(job)} is invalid (unknown sweep parameter or value?): "
                                   f"{' / '.join(lines[:3])}") from err
             try:
-                build_experiment(cfg).validate()
+                validated_experiment(cfg)
             except ConfigError as err:
                 raise ConfigError(f"{name}: job {' '.join(job)}: {err}") from err
     return len(jobs)
@@ -84,8 +85,9 @@ def launch(name: str, overrides: list[str], root: Path, logger: str, jobs: int) 
     if jobs > 1:
         command += ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={jobs}"]
     # One BLAS thread per process: two threads per process on a 2-core box made the GMM scores 10× slower.
+    # parent_env: the sweep (and its workers) stop when this driver is killed, even by SIGKILL.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
+           "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), **parent_env()}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env)
     if done.returncode != 0:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from pathlib import Path
 
 import lightning as L
@@ -10,8 +11,10 @@ import torch
 from torch import nn
 
 from toy.gmm import GaussianMixture
-from w2sd.results import atomic_torch_save, config_hash
+from w2sd.results import atomic_torch_save, config_hash, quarantine
 from w2sd.schedule import DiscreteSchedule
+
+log = logging.getLogger(__name__)
 
 
 class EpsMLP(nn.Module):
@@ -97,9 +100,16 @@ def train_eps_mlp(
     path = Path(cache_dir) / f"eps_mlp_{key}.pt"
     net = EpsMLP(mixture.dim, hidden, layers)
     if path.exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state["state_dict"])
-        return net, {"checkpoint": str(path), "config_hash": key, "cached": True, "final_loss": state["final_loss"]}
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state["state_dict"])
+            return net, {"checkpoint": str(path), "config_hash": key, "cached": True,
+                         "final_loss": state["final_loss"]}
+        except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
+            # a truncated or foreign file: set it aside (not delete: it may be evidence) and train afresh
+            moved = quarantine(path)
+            log.warning("cached checkpoint %s is unreadable (%s: %s); moved it to %s and training again",
+                        path, type(err).__name__, str(err).splitlines()[0] if str(err) else "", moved)
     L.seed_everything(seed, workers=False, verbose=False)
     data = mixture.sample(train_samples, torch.Generator().manual_seed(seed)).float()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=batch_size, shuffle=True,

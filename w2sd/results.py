@@ -5,7 +5,7 @@ import hashlib
 import json
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,16 +18,19 @@ RESULTS_SCHEMA_VERSION = 1
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temp file in the same folder, then rename, so readers never see a partial file."""
+    """Write through a temp file in the same folder, then rename, so readers never see a partial file.
+
+    The temp file is created with mode 0666 and the kernel applies the process umask (mkstemp would force 0600,
+    hiding results from the rest of a shared group)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -51,6 +54,14 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
 def atomic_savefig(fig: Any, path: Path, **kwargs: Any) -> Path:
     fmt = Path(path).suffix.lstrip(".") or "png"
     return _atomic(path, lambda p: fig.savefig(p, format=fmt, **kwargs))
+
+
+def quarantine(path: Path) -> Path:
+    """Move an unreadable cache file aside to `<name>.corrupt` (kept for inspection) so it is recomputed."""
+    path = Path(path)
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target
 
 
 def to_jsonable(value: Any) -> Any:
@@ -81,8 +92,12 @@ def load_results(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"no results at {path}")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    version = data.get("schema_version")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path} is not valid JSON ({err}); it is damaged: delete it (or move it away) and re-run "
+                          "to recompute it") from err
+    version = data.get("schema_version") if isinstance(data, dict) else None
     if version != RESULTS_SCHEMA_VERSION:
         raise ConfigError(f"{path} has results schema_version={version!r}, this w2sd reads "
                           f"{RESULTS_SCHEMA_VERSION}; re-run the experiment that wrote it")
