@@ -3,7 +3,9 @@
 one seed's samples (`measure`) and what it draws (`plot`). Every method starts from the same x_T per sample
 (sample i of seed s uses seed s·10⁷ + i, one torch.Generator per sample), so results do not depend on batch size.
 Per-seed metrics are summarised by w2sd.stats: the mean with a bootstrap CI over seeds, and for each comparison
-(e.g. w2sd vs strong) the paired difference and the win rate over seeds."""
+(e.g. w2sd vs strong) the paired difference and the win rate over seeds. Optional matched-compute parts
+(experiments/digits/compute.py): a `frontier:` block adds the λ cost frontier's methods, `w: tuned` difference
+guidance is tuned on held-out `tune.seeds`, and `comparisons:` adds (method, baseline) pairs."""
 from __future__ import annotations
 
 import time
@@ -16,6 +18,7 @@ from omegaconf import OmegaConf
 from experiments.digits import models as M
 from experiments.digits.adapter import UNetEps
 from experiments.digits.classifier import DigitClassifier
+from experiments.digits.compute import best_weight, check_tuning, frontier_methods, tuned_methods
 from experiments.digits.training import torch_threads
 from experiments.digits.unet import TinyUNet
 from toy.metrics import delta_alignment, strong_trajectory
@@ -68,17 +71,38 @@ class DigitsExperiment(Experiment):
         methods = OmegaConf.to_container(cfg.methods, resolve=True)
         if not methods:
             raise ConfigError(f"methods is empty; list at least one method (see conf/experiment/{cfg.name}.yaml)")
+        requested = [tuple(pair) for pair in cfg.get("comparisons") or []]
+        generated, pairs = self.generated_methods(methods, sampler["T"])
+        methods, requested = {**methods, **generated}, requested + pairs
         roles = {role: role for role in self.model_roles()}
         self.methods = {}
         for name, spec in methods.items():
             steps = spec.pop("T", sampler["T"])
             check_int_range(f"methods.{name}.T", steps, 2)
             self.methods[name] = (steps, resolve_method(name, spec, sampler_defaults(sampler), roles, steps))
+        for method, base in requested:
+            if method not in self.methods or base not in self.methods:
+                raise ConfigError(f"comparison ({method}, {base}) names a method that is not configured; "
+                                  f"methods: {sorted(self.methods)}")
+        # the class's default pairs count only where both methods are configured
+        self.comparisons = [p for p in self.COMPARISONS if set(p) <= set(self.methods)] + requested
+        self.tuned = tuned_methods(self.methods)
+        check_tuning(cfg.get("tune"), seeds, list(self.HIGHER_IS_BETTER), self.tuned)
         self.classifier_spec = M.classifier_spec(cfg.digits)
         if not isinstance(cfg.train, bool):
             raise ConfigError(f"train={cfg.train!r} must be true or false")
         self.ckpt_dir = M.checkpoint_dir(cfg.digits, cfg.train, cfg.paths.cache_dir)
         M.check_available(self.snapshots, self.classifier_spec, self.ckpt_dir, cfg.train)
+
+    def generated_methods(self, methods: dict, num_steps: int) -> tuple[dict, list]:
+        """Methods (and comparisons) a study adds to the configured ones: here the λ frontier's, if asked for."""
+        if not self.cfg.get("frontier"):
+            return {}, []
+        if "strong" not in methods:
+            raise ConfigError("frontier needs a `strong` method (standard DDIM, the λ = 0 point)")
+        frontier = self.cfg.frontier
+        return frontier_methods(list(frontier.lams), list(frontier.windows), num_steps,
+                                list(frontier.get("compare_with") or []))
 
     def model_roles(self) -> list[str]:
         return list(self.snapshots)
@@ -106,18 +130,39 @@ class DigitsExperiment(Experiment):
         gens = per_sample_generators(sample_seeds(seed, n))
         return per_sample_randn(gens, self.sample_shape()), gens
 
-    def sample_seed(self, models: dict[str, Denoiser], seed: int) -> tuple[dict, dict, dict]:
+    def sample_seed(self, models: dict[str, Denoiser], seed: int,
+                    methods: dict[str, tuple[int, dict]] | None = None) -> tuple[dict, dict, dict]:
         samples, nfe, wall = {}, {}, {}
-        for name, (steps, method) in self.methods.items():
+        for name, (steps, method) in (methods or self.methods).items():
             x_T, gens = self.initial_noise(seed, self.cfg.samples_per_seed)  # shared x_T; fresh generators
             start = time.perf_counter()
             out = run_method(method, models, x_T, self.schedule(steps), generators=gens)
             wall[name], nfe[name], samples[name] = time.perf_counter() - start, out.nfe, out.x
         return samples, nfe, wall
 
+    def tune_guidance(self, models: dict[str, Denoiser]) -> dict | None:
+        """Pick w of every `w: tuned` method on the held-out seeds (difference guidance at the study's T)."""
+        if not self.tuned:
+            return None
+        tune, steps = self.cfg.tune, self.sampler_cfg["T"]
+        template = self.methods[self.tuned[0]][1]
+        candidates = {f"w={w}": (steps, {**template, "options": {**template["options"], "w": float(w)}})
+                      for w in tune.grid}
+        scores: dict[float, list[float]] = {float(w): [] for w in tune.grid}
+        for seed in tune.seeds:
+            samples, _, _ = self.sample_seed(models, seed, candidates)
+            for w in tune.grid:
+                scores[float(w)].append(self.measure(samples[f"w={w}"], self.cfg.samples_per_seed)[tune.metric])
+        means = {w: sum(v) / len(v) for w, v in scores.items()}
+        chosen = best_weight(means, self.HIGHER_IS_BETTER[tune.metric])
+        for name in self.tuned:
+            self.methods[name][1]["options"]["w"] = chosen
+        return {"metric": tune.metric, "seeds": list(tune.seeds), "T": steps, "scores": [[w, m] for w, m in
+                means.items()], "w": chosen, "methods": self.tuned}
+
     def delta_diagnostic(self, nets: dict[str, TinyUNet]) -> dict | None:
         """Δ1 = s_strong − s_weak vs Δ2 = s_ideal − s_strong along strong DDIM paths (seed of the first run)."""
-        if not {"strong", "weak", "ideal"} <= set(self.model_roles()):
+        if not {"strong", "weak", "ideal"} <= set(self.model_roles()) or not self.cfg.diagnostic_samples:
             return None
         n = min(self.cfg.samples_per_seed, self.cfg.diagnostic_samples)
         models = self.denoisers(nets, n)
@@ -136,13 +181,12 @@ class DigitsExperiment(Experiment):
             row["nfe"], row["per_seed"] = nfe[name], values
             metrics[name] = row
         comparisons = {}
-        for method, base in self.COMPARISONS:
-            if method in per_seed and base in per_seed:
-                comparisons[f"{method}_vs_{base}"] = {
-                    metric: {**paired_difference(per_seed[method][metric], per_seed[base][metric]).as_dict(),
-                             **win_rate(*((per_seed[method][metric], per_seed[base][metric]) if higher
-                                          else (per_seed[base][metric], per_seed[method][metric]))).as_dict()}
-                    for metric, higher in self.HIGHER_IS_BETTER.items()}
+        for method, base in self.comparisons:
+            comparisons[f"{method}_vs_{base}"] = {
+                metric: {**paired_difference(per_seed[method][metric], per_seed[base][metric]).as_dict(),
+                         **win_rate(*((per_seed[method][metric], per_seed[base][metric]) if higher
+                                      else (per_seed[base][metric], per_seed[method][metric]))).as_dict()}
+                for metric, higher in self.HIGHER_IS_BETTER.items()}
         return metrics, comparisons
 
     def run(self, run_dir: Path) -> RunResult:
@@ -159,6 +203,7 @@ class DigitsExperiment(Experiment):
         self.setup_evaluation(classifier)
         n = self.cfg.samples_per_seed
         models = self.denoisers(nets, n)
+        tuning = self.tune_guidance(models)
         per_seed: dict[str, dict[str, list[float]]] = {name: {} for name in self.methods}
         wall_total: dict[str, float] = dict.fromkeys(self.methods, 0.0)
         first_samples: dict[str, torch.Tensor] = {}
@@ -174,7 +219,8 @@ class DigitsExperiment(Experiment):
                  "classifier": {**classifier_info, "config_hash": config_hash(self.classifier_spec)},
                  "nets": net_info, "prepare_time_s": prepare_time, "lam": self.sampler_cfg["lam"],
                  "method_T": {name: steps for name, (steps, _) in self.methods.items()},
-                 "num_seeds": len(self.cfg.seeds)}
+                 "num_seeds": len(self.cfg.seeds), "tuning": tuning,
+                 "method_options": {name: m["options"] for name, (_, m) in self.methods.items()}}
         extra.update(self.study_extra(first_samples))
         figures = self.plot(first_samples, extra, run_dir) if self.cfg.figures else {}
         return RunResult(metrics=metrics, nfe=nfe, wall_time_s=wall_total, figures=figures, extra=extra)
