@@ -194,7 +194,7 @@ class DigitsExperiment(Experiment):
             return self.run_stages(run_dir)
 
     def run_stages(self, run_dir: Path) -> RunResult:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         logger_for = self.logger_factory(run_dir)
         classifier, classifier_info = M.obtain_classifier(self.classifier_spec, self.ckpt_dir, self.cfg.train,
                                                           logger_for)
@@ -222,6 +222,8 @@ class DigitsExperiment(Experiment):
                  "num_seeds": len(self.cfg.seeds), "tuning": tuning,
                  "method_options": {name: m["options"] for name, (_, m) in self.methods.items()}}
         extra.update(self.study_extra(first_samples))
+        # CPU seconds of the whole study (one torch thread): its wall time on an idle core, whatever the machine's load
+        extra["cpu_time_s"] = time.process_time() - cpu_start
         figures = self.plot(first_samples, extra, run_dir) if self.cfg.figures else {}
         return RunResult(metrics=metrics, nfe=nfe, wall_time_s=wall_total, figures=figures, extra=extra)
 

@@ -1,0 +1,356 @@
+# Matched-compute digits studies (issue 14): W2SD vs tuned difference guidance, the λ cost frontier, the CFG curve.
+"""Reads results/digits_frontier_{dataset,weight}_gap, results/digits_cfg_sweep and (toy check of the frontier)
+results/ablation_reflection_steps; writes paper_figures/out/digits_frontier.png and digits_cfg_sweep.png and the
+generated blocks of docs/digits.md (`<!-- results:NAME -->` … `<!-- /results:NAME -->`, the README convention).
+
+`python -m paper_figures.digits_compute [--check]` writes the figures and refreshes those docs blocks (or only
+checks the blocks); `build` (run by `python -m paper_figures`) writes the figures and returns no README blocks,
+since the blocks live in docs/digits.md, not README.md."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from paper_figures.common import publish_command, require_results
+from paper_figures.readme_blocks import replace_blocks
+from paper_figures.sweep_results import README_FIGURE_DIR, load_sweep, save_figure, world_dim
+from w2sd.results import atomic_write_text
+from w2sd.validation import ConfigError
+
+DOC_PAGE = Path(__file__).resolve().parent.parent / "docs" / "digits.md"
+FRONTIERS = {"digits_frontier_dataset_gap": ("dataset gap", "minority_fraction"),
+             "digits_frontier_weight_gap": ("training-length gap", "adherence")}
+SWEEP = "digits_cfg_sweep"
+TOY = "ablation_reflection_steps"
+KEEP = 0.9  # "cheapest λ that keeps ≥ 90 % of the full-λ gain"
+HIGHER = {"minority_fraction": True, "adherence": True, "fd": False, "tv_mode_weights": False}
+LABEL = {"minority_fraction": "minority share", "adherence": "class adherence", "fd": "FD to real digits",
+         "tv_mode_weights": "TV of mode weights"}
+
+
+# -- reading a study --------------------------------------------------------------------------------------------
+def full_lam(res: dict) -> int:
+    return res["config"]["sampler"]["T"] - 1
+
+
+def w2sd_name(lam: int, window: str) -> str:
+    return f"w2sd_lam{lam}_{window}"
+
+
+def frontier_rows(res: dict, window: str) -> list[tuple[int, str]]:
+    """(λ, method) along one window, λ = 0 (strong) first; λ = T − 1 is stored once, under the first window."""
+    lams = res["config"]["frontier"]["lams"]
+    first = res["config"]["frontier"]["windows"][0]
+    rows = [(0, "strong")]
+    for lam in lams:
+        rows.append((lam, w2sd_name(lam, first if lam == full_lam(res) else window)))
+    return rows
+
+
+def mean(res: dict, method: str, metric: str) -> float:
+    return res["metrics"][method][metric]
+
+
+def gain(res: dict, method: str, metric: str) -> float:
+    """Improvement over standard DDIM (positive = better, whichever direction the metric improves in)."""
+    sign = 1.0 if HIGHER[metric] else -1.0
+    return sign * (mean(res, method, metric) - mean(res, "strong", metric))
+
+
+def cheapest_lam(rows: list[tuple[int, float]], keep: float = KEEP) -> int | None:
+    """Smallest λ whose gain is ≥ keep × the gain at the largest λ (rows: (λ, gain) sorted by λ); None when the
+    largest λ gains nothing."""
+    full = rows[-1][1]
+    if full <= 0:
+        return None
+    return next(lam for lam, g in rows if g >= keep * full)
+
+
+def comparison(res: dict, method: str, base: str, metric: str) -> dict:
+    return res["extra"]["comparisons"][f"{method}_vs_{base}"][metric]
+
+
+def fmt_diff(c: dict) -> str:
+    return f"{c['mean']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}] ({c['wins']}/{c['n']})"
+
+
+def verdict(c: dict) -> str:
+    """`wins` when the paired CI excludes zero in W2SD's favour, `loses` when against it, else `ties`."""
+    favourable = c["wins"] > c["losses"]
+    if c["ci_low"] > 0 or c["ci_high"] < 0:
+        return "wins" if favourable else "loses"
+    return "ties"
+
+
+# -- blocks -----------------------------------------------------------------------------------------------------
+def guidance_block(studies: dict[str, dict], sweep: dict) -> str:
+    """W2SD (λ = T − 1) against tuned difference guidance at its own NFE and at W2SD's NFE, and DDIM at W2SD's."""
+    lines = ["| study | metric | W2SD − guidance at 2T | W2SD − guidance at W2SD's NFE | W2SD − DDIM at W2SD's NFE "
+             "| tuned w (held-out FD at 2T) |", "|---|---|---|---|---|---|"]
+    for name, res in studies.items():
+        label, metric = FRONTIERS[name]
+        full = w2sd_name(full_lam(res), "first")
+        nfe = res["metrics"][full]["nfe"]
+        for m in (metric, "fd"):
+            cells = [fmt_diff(comparison(res, full, b, m)) for b in ("autoguidance", f"autoguidance_nfe{nfe}",
+                                                                      f"ddim_nfe{nfe}")]
+            lines.append(f"| {label} | {m} | " + " | ".join(cells) + f" | {tuning_cell(res)} |")
+    nfe = sweep["metrics"]["w2sd"]["nfe"]
+    for m in ("adherence", "fd"):
+        cells = [fmt_diff(comparison(sweep, "w2sd", b, m)) for b in ("autoguidance", "autoguidance_equal_nfe",
+                                                                      "strong_equal_nfe")]
+        lines.append(f"| condition gap | {m} | " + " | ".join(cells) + f" | {tuning_cell(sweep)} |")
+    head = (f"*Paired difference W2SD − baseline over seeds, mean [95% bootstrap CI] (W2SD's wins / seeds); W2SD with "
+            f"λ = T − 1 (NFE {nfe} at T = {sweep['config']['sampler']['T']}); difference guidance ε_s + w(ε_s − ε_w) "
+            f"at NFE 2T and with (T + 2λ)/2 steps at W2SD's NFE; higher is better for adherence and minority share, "
+            f"lower for FD.*")
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + guidance_sentences(studies, sweep)
+
+
+def tuning_cell(res: dict) -> str:
+    t = res["extra"]["tuning"]
+    scores = ", ".join(f"{w:g}: {s:.1f}" for w, s in t["scores"])
+    return f"w = {t['w']:g} ({scores})"
+
+
+def guidance_sentences(studies: dict[str, dict], sweep: dict) -> str:
+    """Where W2SD beats tuned difference guidance at matched NFE and where not, from the paired CIs."""
+    out = []
+    cases = [(FRONTIERS[n][0], res, w2sd_name(full_lam(res), "first"), FRONTIERS[n][1]) for n, res in studies.items()]
+    cases.append(("condition gap", sweep, "w2sd", "adherence"))
+    for label, res, full, metric in cases:
+        nfe = res["metrics"][full]["nfe"]
+        base = "autoguidance_equal_nfe" if label == "condition gap" else f"autoguidance_nfe{nfe}"
+        diffs = {m: comparison(res, full, base, m) for m in (metric, "fd")}
+        parts = [f"{verdict(c)} on {LABEL[m]} ({c['mean']:+.3f}, {c['wins']}/{c['n']} seeds)" for m, c in diffs.items()]
+        out.append(f"On the {label}, W2SD at matched NFE against tuned difference guidance (w = "
+                   f"{res['extra']['tuning']['w']:g}) " + " and ".join(parts) + ".")
+    return " ".join(out) + (" (*wins*/*loses*: the 95% CI of the paired difference excludes zero; *ties*: it does "
+                            "not.)")
+
+
+def frontier_block(name: str, res: dict) -> str:
+    label, metric = FRONTIERS[name]
+    windows = res["config"]["frontier"]["windows"]
+    lines = ["| λ | NFE | " + " | ".join(f"W2SD {w}: {m}" for w in windows for m in (metric, "fd"))
+             + f" | DDIM: {metric} | DDIM: fd | guidance: {metric} | guidance: fd |", "|---|---|" + "---|" * (
+                 2 * len(windows) + 4)]
+    by_window = {w: dict(frontier_rows(res, w)) for w in windows}
+    for lam in by_window[windows[0]]:
+        nfe = res["config"]["sampler"]["T"] + 2 * lam
+        cells = [f"{mean(res, by_window[w][lam], k):.3f}" for w in windows for k in (metric, "fd")]
+        base = ["strong", "strong"] if lam == 0 else [f"ddim_nfe{nfe}", f"autoguidance_nfe{nfe}"]
+        cells += [f"{mean(res, b, k):.3f}" for b in base for k in (metric, "fd")]
+        lines.append(f"| {lam} | {nfe} | " + " | ".join(cells) + " |")
+    head = (f"*{label}: means over {res['extra']['num_seeds']} seeds × {res['config']['samples_per_seed']} samples; "
+            f"W2SD reflecting λ of T = {res['config']['sampler']['T']} steps (first or last window) against standard "
+            f"DDIM and tuned difference guidance (w = {res['extra']['tuning']['w']:g}) at the same NFE; λ = 0 is "
+            f"standard DDIM for all three. Produced by `{publish_command(name)}`.*")
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + cheapest_sentence(label, res, metric)
+
+
+def cheapest_sentence(label: str, res: dict, metric: str) -> str:
+    out = []
+    T = res["config"]["sampler"]["T"]
+    for window in res["config"]["frontier"]["windows"]:
+        for m in (metric, "fd"):
+            rows = [(lam, gain(res, method, m)) for lam, method in frontier_rows(res, window)]
+            lam = cheapest_lam(rows)
+            full = rows[-1][1]
+            if lam is None:
+                out.append(f"{window} window, {LABEL[m]}: full λ gains nothing ({full:+.3f})")
+            else:
+                out.append(f"{window} window, {LABEL[m]}: λ = {lam} (NFE {T + 2 * lam}, {(T + 2 * lam) / T:.2f}× "
+                           f"standard) keeps ≥ {KEEP:.0%} of the full-λ gain {full:+.3f}")
+    return f"Cheapest λ with ≥ {KEEP:.0%} of the full-λ (λ = {T - 1}) gain on the {label}: " + "; ".join(out) + "."
+
+
+def toy_sentence(results_root: Path) -> str:
+    """The same 90 % rule on the toy λ sweep (T = 50, exact and trained ε, 1-D and 2-D worlds)."""
+    jobs = load_sweep(results_root, TOY)
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for job in jobs:
+        groups.setdefault((world_dim(job), job["config"]["model"]["kind"]), []).append(job)
+    out = []
+    for (dim, kind), runs in sorted(groups.items()):
+        runs.sort(key=lambda j: j["extra"]["lam"])
+        T = runs[0]["config"]["sampler"]["T"]
+        parts = []
+        for method, window in (("w2sd", "first"), ("w2sd_last", "last")):
+            rows = [(j["extra"]["lam"], j["metrics"]["strong"]["tv_mode_weights"] - j["metrics"][method]
+                     ["tv_mode_weights"]) for j in runs]
+            lam = cheapest_lam(rows)
+            parts.append(f"{window} window " + ("no full-λ gain" if lam is None else f"λ = {lam}"))
+        out.append(f"{dim}-D {kind} ε: " + ", ".join(parts))
+    lams = sorted({j["extra"]["lam"] for j in jobs})
+    return (f"Toy check (results/{TOY}, T = {T}, λ ∈ {lams}, TV of mode weights to the ideal): the cheapest λ with "
+            f"≥ {KEEP:.0%} of the full-λ gain is " + "; ".join(out) + ".")
+
+
+def sweep_block(res: dict, png: str) -> str:
+    scales = res["extra"]["cfg_scales"]
+    lines = ["| method | CFG scale | adherence | FD | NFE | nearest CFG scale (mean L2 to its samples) |",
+             "|---|---|---|---|---|---|"]
+    for s in scales:
+        role = f"cfg{s:g}"
+        lines.append(f"| standard DDIM | {s:g} | {mean(res, role, 'adherence'):.3f} | {mean(res, role, 'fd'):.1f} | "
+                     f"{res['metrics'][role]['nfe']} | – |")
+    for name in ("w2sd", "autoguidance", "autoguidance_equal_nfe", "strong_equal_nfe"):
+        scale, dist = nearest_scale(res, name)
+        lines.append(f"| {name} | {effective_label(res, name)} | {mean(res, name, 'adherence'):.3f} | "
+                     f"{mean(res, name, 'fd'):.1f} | {res['metrics'][name]['nfe']} | {scale:g} ({dist:.2f}) |")
+    g = res["config"]["guidance"]
+    head = (f"*Condition gap on the `{res['config']['snapshot']}` net (strong = CFG {g['strong']:g}, weak = CFG "
+            f"{g['weak']:g}), T = {res['config']['sampler']['T']}, means over {res['extra']['num_seeds']} seeds × "
+            f"{res['config']['samples_per_seed']} samples; nearest scale: the CFG scale whose samples from the same "
+            f"x_T lie closest (first seed). Produced by `{publish_command(SWEEP)}`.*")
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + sweep_sentences(res) + f"\n\n![{SWEEP}]({png})\n"
+
+
+def effective_label(res: dict, name: str) -> str:
+    """Difference guidance between CFG s and CFG s_w with weight w is CFG s + w·(s − s_w) exactly."""
+    g = res["config"]["guidance"]
+    if name.startswith("autoguidance"):
+        w = res["extra"]["tuning"]["w"]
+        return f"= {g['strong'] + w * (g['strong'] - g['weak']):g} (w = {w:g})"
+    return f"{g['strong']:g} (+ reflection)" if name == "w2sd" else f"{g['strong']:g}"
+
+
+def nearest_scale(res: dict, name: str) -> tuple[float, float]:
+    return min(((s, d) for s, d in res["extra"]["distance_to_cfg"][name]), key=lambda sd: sd[1])
+
+
+def fd_matched_scale(res: dict, name: str) -> float | None:
+    """The CFG scale ≥ the strong one at which plain CFG's FD (linearly interpolated) equals the method's FD."""
+    target, lo = mean(res, name, "fd"), res["config"]["guidance"]["strong"]
+    pts = [(s, mean(res, f"cfg{s:g}", "fd")) for s in res["extra"]["cfg_scales"] if s >= lo]
+    for (s0, f0), (s1, f1) in zip(pts, pts[1:]):
+        if min(f0, f1) <= target <= max(f0, f1) and f1 != f0:
+            return s0 + (target - f0) * (s1 - s0) / (f1 - f0)
+    return None
+
+
+def sweep_sentences(res: dict) -> str:
+    g, weak = res["config"]["guidance"]["strong"], res["config"]["guidance"]["weak"]
+    best = min(res["extra"]["cfg_scales"], key=lambda s: mean(res, f"cfg{s:g}", "fd"))
+    matched = fd_matched_scale(res, "w2sd")
+    nearest, _ = nearest_scale(res, "w2sd")
+    at = (f"plain CFG reaches W2SD's FD {mean(res, 'w2sd', 'fd'):.1f} at scale ≈ {matched:.1f}" if matched is not None
+          else f"no swept CFG scale ≥ {g:g} reaches W2SD's FD {mean(res, 'w2sd', 'fd'):.1f}")
+    return (f"Plain CFG has its best FD at scale {best:g} ({mean(res, f'cfg{best:g}', 'fd'):.1f}); past it FD rises "
+            f"with the scale while adherence stays saturated, and W2SD (CFG {g:g} vs {weak:g}) "
+            f"sits on the rising branch: {at}, and its samples lie nearest those of CFG {nearest:g}. So here W2SD acts "
+            f"like CFG at a larger scale — it over-guides; to use the condition gap, lower the strong scale (or the "
+            f"weak/strong scale gap) rather than add reflections.")
+
+
+# -- figures ----------------------------------------------------------------------------------------------------
+def frontier_figure(studies: dict[str, dict], out_dir: Path) -> str:
+    fig, axes = plt.subplots(len(studies), 2, figsize=(8.4, 3.0 * len(studies)), squeeze=False)
+    for row, (name, res) in zip(axes, studies.items()):
+        label, metric = FRONTIERS[name]
+        T = res["config"]["sampler"]["T"]
+        nfes = [T] + [T + 2 * lam for lam in res["config"]["frontier"]["lams"]]
+        for ax, m in zip(row, (metric, "fd")):
+            for window in res["config"]["frontier"]["windows"]:
+                rows = frontier_rows(res, window)
+                ax.plot([T + 2 * lam for lam, _ in rows], [mean(res, n, m) for _, n in rows], marker="o", ms=3,
+                        label=f"W2SD, {window} λ steps")
+            ax.plot(nfes, [mean(res, n, m) for n in ["strong", *(f"ddim_nfe{n}" for n in nfes[1:])]], marker="s",
+                    ms=3, ls="--", color="gray", label="standard DDIM, T = NFE")
+            ax.plot(nfes, [mean(res, n, m) for n in ["strong", *(f"autoguidance_nfe{n}" for n in nfes[1:])]],
+                    marker="^", ms=3, ls="-.", label="difference guidance (tuned w), T = NFE/2")
+            ax.axhline(mean(res, "ideal", m), color="k", lw=0.8, ls=":", label="ideal model")
+            ax.set_title(f"{label}: {LABEL[m]}", fontsize=9)
+            ax.set_xlabel("NFE")
+    axes[0][0].legend(fontsize=6)
+    return save_figure(fig, out_dir, "digits_frontier")
+
+
+def sweep_figure(res: dict, out_dir: Path) -> str:
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(8.4, 3.0))
+    scales = res["extra"]["cfg_scales"]
+    ax.plot(scales, [mean(res, f"cfg{s:g}", "fd") for s in scales], marker="o", ms=3, color="gray",
+            label="plain CFG (NFE T)")
+    for name, style in (("w2sd", "-"), ("autoguidance", "-."), ("autoguidance_equal_nfe", ":")):
+        ax.axhline(mean(res, name, "fd"), ls=style, lw=1, label=f"{name} (NFE {res['metrics'][name]['nfe']})",
+                   color=ax._get_lines.get_next_color())
+    ax.set_xlabel("CFG scale")
+    ax.set_ylabel("FD to real digits")
+    ax.legend(fontsize=6)
+    for name in ("w2sd", "autoguidance"):
+        pts = res["extra"]["distance_to_cfg"][name]
+        ax2.plot([s for s, _ in pts], [d for _, d in pts], marker="o", ms=3, label=name)
+    ax2.set_xlabel("CFG scale")
+    ax2.set_ylabel("mean L2 to plain-CFG samples (same x_T)")
+    ax2.legend(fontsize=6)
+    return save_figure(fig, out_dir, SWEEP)
+
+
+# -- entry points -----------------------------------------------------------------------------------------------
+def load(results_root: Path) -> tuple[dict[str, dict], dict]:
+    return ({name: require_results(results_root, name) for name in FRONTIERS}, require_results(results_root, SWEEP))
+
+
+def doc_blocks(results_root: Path) -> dict[str, str]:
+    """The generated blocks of docs/digits.md (text only; figure links point at paper_figures/out)."""
+    studies, sweep = load(results_root)
+    blocks = {"digits_guidance": guidance_block(studies, sweep)}
+    for name, res in studies.items():
+        blocks[name] = frontier_block(name, res)
+    figure = f"![digits_frontier]({README_FIGURE_DIR}/digits_frontier.png)"
+    blocks[name] += f"\n\n{toy_sentence(results_root)}\n\n{figure}\n"
+    blocks[SWEEP] = sweep_block(sweep, f"{README_FIGURE_DIR}/{SWEEP}.png")
+    blocks["digits_cost"] = cost_block({**studies, SWEEP: sweep})
+    return blocks
+
+
+def cost_block(results: dict[str, dict]) -> str:
+    """CPU seconds of each stored study run (one torch thread, so its wall time on an idle core)."""
+    lines = ["| study | methods | samples × seeds | CPU time of the run (s) |", "|---|---|---|---|"]
+    for name, res in results.items():
+        lines.append(f"| `{name}` | {len(res['metrics'])} | {res['config']['samples_per_seed']} × "
+                     f"{res['extra']['num_seeds']} (+ {len(res['config']['tune']['seeds'])} held-out seeds for w) | "
+                     f"{res['extra']['cpu_time_s']:.0f} |")
+    return ("*Process CPU time (`time.process_time`, stored as `extra.cpu_time_s`) of the whole study (loading the "
+            "committed nets included), with `digits.torch_threads = 1`: on an idle core this is its wall time; "
+            "wall times measured on the shared machine depend on the other jobs.*\n\n" + "\n".join(lines))
+
+
+def build(results_root: Path, out_dir: Path) -> dict[str, str]:
+    studies, sweep = load(results_root)
+    frontier_figure(studies, out_dir)
+    sweep_figure(sweep, out_dir)
+    return {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paper_figures.digits_compute", description=__doc__)
+    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent.parent / "results")
+    parser.add_argument("--docs", type=Path, default=DOC_PAGE)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out", help="figure folder")
+    parser.add_argument("--check", action="store_true", help="only compare the docs blocks; write nothing")
+    args = parser.parse_args(argv)
+    try:
+        text = args.docs.read_text(encoding="utf-8")
+        updated = replace_blocks(text, doc_blocks(args.results))
+        if not args.check:
+            build(args.results, args.out)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.check:
+        if updated != text:
+            print(f"{args.docs} results blocks are stale; run `python -m paper_figures.digits_compute`",
+                  file=sys.stderr)
+            return 1
+        return 0
+    atomic_write_text(args.docs, updated)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
