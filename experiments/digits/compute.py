@@ -6,7 +6,12 @@ at its own NFE 2T). λ = 0 is the study's `strong` method.
 
 Difference guidance specs may say `w: tuned`: the study then picks w from `tune.grid` by the mean of
 `tune.metric` on `tune.seeds` (held out: disjoint from the reported seeds) at the study's own T (NFE 2T), and
-every tuned method uses that w."""
+every tuned method uses that w.
+
+`adaptive: {quantiles, seeds}` adds adaptive reflection (w2sd.sampling, `threshold`): W2SD with λ = T − 1 whose
+per-level thresholds are the given quantile of the reflection displacements of full W2SD on the held-out `seeds`
+(`calibrate_threshold`); its cost is the mean evaluations per sample (`nfe_per_sample`), compared with every fixed-λ
+W2SD of the frontier and with standard DDIM."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -55,12 +60,10 @@ def check_tuning(tune: Mapping | None, seeds: Sequence[int], metrics: Sequence[s
     if not tune:
         raise ConfigError(f"methods {tuned} ask for w: tuned but the study has no `tune:` block; add "
                           f"tune: {{grid: [0.25, 0.5, 1.0, 2.0], seeds: [100, 101], metric: fd}}")
-    grid, held_out = list(tune.get("grid") or []), list(tune.get("seeds") or [])
+    grid = list(tune.get("grid") or [])
     if not grid or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in grid):
         raise ConfigError(f"tune.grid={grid} must be a non-empty list of guidance weights, e.g. [0.25, 0.5, 1, 2]")
-    if not held_out or set(held_out) & set(seeds):
-        raise ConfigError(f"tune.seeds={held_out} must be non-empty and disjoint from seeds={list(seeds)} "
-                          f"(w is tuned on held-out seeds, then reported on the others)")
+    check_held_out("tune.seeds", list(tune.get("seeds") or []), seeds)
     check_choice("tune.metric", tune.get("metric"), list(metrics))
 
 
@@ -68,3 +71,24 @@ def best_weight(scores: Mapping[float, float], higher_is_better: bool) -> float:
     """The grid value with the best held-out score (the smaller w on a tie: less guidance, same quality)."""
     order = sorted(scores, key=lambda w: (-scores[w] if higher_is_better else scores[w], w))
     return order[0]
+
+
+def adaptive_methods(quantiles: Sequence[float], num_steps: int, fixed: Sequence[str]) -> tuple[dict, list, dict]:
+    """Method specs, comparisons and name → quantile of the adaptive-reflection methods (thresholds filled in later
+    by calibration)."""
+    methods, comparisons, quantile_of = {}, [], {}
+    for q in quantiles:
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q < 1:
+            raise ConfigError(f"adaptive.quantiles entry {q!r} must be a number in (0, 1): the share of samples that "
+                              f"stop reflecting at each level")
+        name = f"w2sd_adaptive_q{q:g}"
+        methods[name] = {"sampler": "w2sd", "lam": num_steps - 1, "window": "first"}
+        quantile_of[name] = float(q)
+        comparisons += [(name, base) for base in ("strong", *fixed)]
+    return methods, comparisons, quantile_of
+
+
+def check_held_out(name: str, held_out: Sequence[int], seeds: Sequence[int]) -> None:
+    if not held_out or set(held_out) & set(seeds):
+        raise ConfigError(f"{name}={list(held_out)} must be non-empty and disjoint from seeds={list(seeds)} "
+                          f"(calibrated on held-out seeds, then reported on the others)")

@@ -18,14 +18,21 @@ from omegaconf import OmegaConf
 from experiments.digits import models as M
 from experiments.digits.adapter import UNetEps
 from experiments.digits.classifier import DigitClassifier
-from experiments.digits.compute import best_weight, check_tuning, frontier_methods, tuned_methods
+from experiments.digits.compute import (
+    adaptive_methods,
+    best_weight,
+    check_held_out,
+    check_tuning,
+    frontier_methods,
+    tuned_methods,
+)
 from experiments.digits.training import torch_threads
 from experiments.digits.unet import TinyUNet
 from toy.metrics import delta_alignment, strong_trajectory
 from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.results import config_hash
-from w2sd.sampling import Denoiser
+from w2sd.sampling import Denoiser, calibrate_threshold
 from w2sd.schedule import DiscreteSchedule, make_schedule
 from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
@@ -75,7 +82,7 @@ class DigitsExperiment(Experiment):
         generated, pairs = self.generated_methods(methods, sampler["T"])
         methods, requested = {**methods, **generated}, requested + pairs
         roles = {role: role for role in self.model_roles()}
-        self.methods = {}
+        self.methods, self.nfe_per_sample = {}, {}
         for name, spec in methods.items():
             steps = spec.pop("T", sampler["T"])
             check_int_range(f"methods.{name}.T", steps, 2)
@@ -95,14 +102,23 @@ class DigitsExperiment(Experiment):
         M.check_available(self.snapshots, self.classifier_spec, self.ckpt_dir, cfg.train)
 
     def generated_methods(self, methods: dict, num_steps: int) -> tuple[dict, list]:
-        """Methods (and comparisons) a study adds to the configured ones: here the λ frontier's, if asked for."""
+        """Methods (and comparisons) a study adds to the configured ones: the λ frontier's and adaptive reflection's,
+        if asked for."""
+        self.adaptive: dict[str, float] = {}
         if not self.cfg.get("frontier"):
             return {}, []
         if "strong" not in methods:
             raise ConfigError("frontier needs a `strong` method (standard DDIM, the λ = 0 point)")
         frontier = self.cfg.frontier
-        return frontier_methods(list(frontier.lams), list(frontier.windows), num_steps,
-                                list(frontier.get("compare_with") or []))
+        out, pairs = frontier_methods(list(frontier.lams), list(frontier.windows), num_steps,
+                                      list(frontier.get("compare_with") or []))
+        if self.cfg.get("adaptive"):
+            check_held_out("adaptive.seeds", list(self.cfg.adaptive.seeds), list(self.cfg.seeds))
+            fixed = [name for name in out if name.startswith("w2sd_")]
+            adaptive, adaptive_pairs, self.adaptive = adaptive_methods(list(self.cfg.adaptive.quantiles), num_steps,
+                                                                      fixed)
+            out, pairs = {**out, **adaptive}, pairs + adaptive_pairs
+        return out, pairs
 
     def model_roles(self) -> list[str]:
         return list(self.snapshots)
@@ -138,7 +154,24 @@ class DigitsExperiment(Experiment):
             start = time.perf_counter()
             out = run_method(method, models, x_T, self.schedule(steps), generators=gens)
             wall[name], nfe[name], samples[name] = time.perf_counter() - start, out.nfe, out.x
+            self.nfe_per_sample[name] = out.nfe_per_sample
         return samples, nfe, wall
+
+    def calibrate_adaptive(self, nets: dict[str, TinyUNet]) -> dict | None:
+        """Per-level thresholds of each adaptive method: its quantile of full W2SD's reflection displacements on the
+        held-out `adaptive.seeds` (one batch of all their samples)."""
+        if not self.adaptive:
+            return None
+        x = torch.cat([self.initial_noise(seed, self.cfg.samples_per_seed)[0] for seed in self.cfg.adaptive.seeds])
+        models = self.denoisers(nets, x.shape[0])
+        thresholds = {}
+        for name, quantile in self.adaptive.items():
+            steps, method = self.methods[name]
+            options = {k: v for k, v in method["options"].items() if k != "threshold"}
+            thresholds[name] = calibrate_threshold(models["strong"], models["weak"], x, self.schedule(steps),
+                                                   quantile, **options)
+            method["options"]["threshold"] = thresholds[name]
+        return {"seeds": list(self.cfg.adaptive.seeds), "quantiles": self.adaptive, "thresholds": thresholds}
 
     def tune_guidance(self, models: dict[str, Denoiser]) -> dict | None:
         """Pick w of every `w: tuned` method on the held-out seeds (difference guidance at the study's T)."""
@@ -203,7 +236,7 @@ class DigitsExperiment(Experiment):
         self.setup_evaluation(classifier)
         n = self.cfg.samples_per_seed
         models = self.denoisers(nets, n)
-        tuning = self.tune_guidance(models)
+        tuning, adaptive = self.tune_guidance(models), self.calibrate_adaptive(nets)
         per_seed: dict[str, dict[str, list[float]]] = {name: {} for name in self.methods}
         wall_total: dict[str, float] = dict.fromkeys(self.methods, 0.0)
         first_samples: dict[str, torch.Tensor] = {}
@@ -214,12 +247,13 @@ class DigitsExperiment(Experiment):
                 wall_total[name] += wall[name]
                 for metric, value in self.measure(x, n).items():
                     per_seed[name].setdefault(metric, []).append(value)
+                per_seed[name].setdefault("nfe_per_sample", []).append(self.nfe_per_sample[name])
         metrics, comparisons = self.summarise(per_seed, nfe)
         extra = {"comparisons": comparisons, "delta_alignment": self.delta_diagnostic(nets),
                  "classifier": {**classifier_info, "config_hash": config_hash(self.classifier_spec)},
                  "nets": net_info, "prepare_time_s": prepare_time, "lam": self.sampler_cfg["lam"],
                  "method_T": {name: steps for name, (steps, _) in self.methods.items()},
-                 "num_seeds": len(self.cfg.seeds), "tuning": tuning,
+                 "num_seeds": len(self.cfg.seeds), "tuning": tuning, "adaptive": adaptive,
                  "method_options": {name: m["options"] for name, (_, m) in self.methods.items()}}
         extra.update(self.study_extra(first_samples))
         # CPU seconds of the whole study (one torch thread): its wall time on an idle core, whatever the machine's load
