@@ -39,13 +39,20 @@ def frontier_methods(lams: Sequence[int], windows: Sequence[str], num_steps: int
         if nfe % 2 == 0:  # difference guidance spends 2 NFE per step, so it matches only even budgets
             baselines.append(f"autoguidance_nfe{nfe}")
             methods[baselines[1]] = {"sampler": "autoguidance", "w": TUNED, "T": nfe // 2}
-        # with λ = T − 1 both windows reflect the same steps: keep one
-        for window in windows if lam < num_steps - 1 else windows[:1]:
-            check_choice("frontier.windows entry", window, WINDOWS)
-            name = f"w2sd_lam{lam}_{window}"
-            methods[name] = {"sampler": "w2sd", "lam": lam, "window": window}
+        for name, spec in fixed_lambda_methods(lam, windows, num_steps).items():
+            methods[name] = spec
             comparisons += [(name, base) for base in ("strong", *baselines, *compare_with)]
     return methods, comparisons
+
+
+def fixed_lambda_methods(lam: int, windows: Sequence[str], num_steps: int) -> dict[str, dict]:
+    """W2SD reflecting λ steps in each window, named w2sd_lam<λ>_<window>; with λ = T − 1 both windows reflect the
+    same steps, so only the first window is kept."""
+    out = {}
+    for window in windows if lam < num_steps - 1 else windows[:1]:
+        check_choice("frontier.windows entry", window, WINDOWS)
+        out[f"w2sd_lam{lam}_{window}"] = {"sampler": "w2sd", "lam": lam, "window": window}
+    return out
 
 
 def tuned_methods(methods: Mapping[str, tuple[int, dict]]) -> list[str]:

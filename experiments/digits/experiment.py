@@ -79,6 +79,7 @@ class DigitsExperiment(Experiment):
         if not methods:
             raise ConfigError(f"methods is empty; list at least one method (see conf/experiment/{cfg.name}.yaml)")
         requested = [tuple(pair) for pair in cfg.get("comparisons") or []]
+        self.adaptive: dict[str, float] = {}  # adaptive-reflection method → calibration quantile
         generated, pairs = self.generated_methods(methods, sampler["T"])
         methods, requested = {**methods, **generated}, requested + pairs
         roles = {role: role for role in self.model_roles()}
@@ -104,7 +105,6 @@ class DigitsExperiment(Experiment):
     def generated_methods(self, methods: dict, num_steps: int) -> tuple[dict, list]:
         """Methods (and comparisons) a study adds to the configured ones: the λ frontier's and adaptive reflection's,
         if asked for."""
-        self.adaptive: dict[str, float] = {}
         if not self.cfg.get("frontier"):
             return {}, []
         if "strong" not in methods:
