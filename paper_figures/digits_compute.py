@@ -21,15 +21,19 @@ from w2sd.results import atomic_write_text
 from w2sd.validation import ConfigError
 
 DOC_PAGE = Path(__file__).resolve().parent.parent / "docs" / "digits.md"
-FRONTIERS = {"digits_frontier_dataset_gap": ("dataset gap", "minority_fraction"),
-             "digits_frontier_weight_gap": ("training-length gap", "adherence")}
+# study → (label, (its headline metric, its distribution metric))
+FRONTIERS = {"digits_frontier_dataset_gap": ("dataset gap", ("minority_fraction", "fd")),
+             "digits_frontier_weight_gap": ("training-length gap", ("adherence", "fd"))}
+TOY_FRONTIER = "toy_lambda_frontier"
+TOY_STUDY = ("toy 1-D mixture, ratio-2 pair", ("tv_mode_weights", "w1"))
 SWEEP = "digits_cfg_sweep"
 TOY = "ablation_reflection_steps"
 KEEP = 0.9  # "cheapest λ that keeps ≥ 90 % of the full-λ gain"
 MAX_COST = 1.5  # adaptive reflection's aim: full-λ quality for ≤ 1.5× the standard NFE
-HIGHER = {"minority_fraction": True, "adherence": True, "fd": False, "tv_mode_weights": False}
+HIGHER = {"minority_fraction": True, "adherence": True, "fd": False, "tv_mode_weights": False, "w1": False}
 LABEL = {"minority_fraction": "minority share", "adherence": "class adherence", "fd": "FD to real digits",
-         "tv_mode_weights": "TV of mode weights"}
+         "tv_mode_weights": "TV of mode weights",
+         "w1": "W1 to the ideal"}
 
 
 # -- reading a study --------------------------------------------------------------------------------------------
@@ -92,10 +96,10 @@ def guidance_block(studies: dict[str, dict], sweep: dict) -> str:
     lines = ["| study | metric | W2SD − guidance at 2T | W2SD − guidance at W2SD's NFE | W2SD − DDIM at W2SD's NFE "
              "| tuned w (held-out FD at 2T) |", "|---|---|---|---|---|---|"]
     for name, res in studies.items():
-        label, metric = FRONTIERS[name]
+        label, metrics = FRONTIERS[name]
         full = w2sd_name(full_lam(res), "first")
         nfe = res["metrics"][full]["nfe"]
-        for m in (metric, "fd"):
+        for m in metrics:
             cells = [fmt_diff(comparison(res, full, b, m)) for b in ("autoguidance", f"autoguidance_nfe{nfe}",
                                                                       f"ddim_nfe{nfe}")]
             lines.append(f"| {label} | {m} | " + " | ".join(cells) + f" | {tuning_cell(res)} |")
@@ -121,11 +125,11 @@ def guidance_sentences(studies: dict[str, dict], sweep: dict) -> str:
     """Where W2SD beats tuned difference guidance at matched NFE and where not, from the paired CIs."""
     out = []
     cases = [(FRONTIERS[n][0], res, w2sd_name(full_lam(res), "first"), FRONTIERS[n][1]) for n, res in studies.items()]
-    cases.append(("condition gap", sweep, "w2sd", "adherence"))
-    for label, res, full, metric in cases:
+    cases.append(("condition gap", sweep, "w2sd", ("adherence", "fd")))
+    for label, res, full, metrics in cases:
         nfe = res["metrics"][full]["nfe"]
         base = "autoguidance_equal_nfe" if label == "condition gap" else f"autoguidance_nfe{nfe}"
-        diffs = {m: comparison(res, full, base, m) for m in (metric, "fd")}
+        diffs = {m: comparison(res, full, base, m) for m in metrics}
         parts = [f"{verdict(c)} on {LABEL[m]} ({c['mean']:+.3f}, {c['wins']}/{c['n']} seeds)" for m, c in diffs.items()]
         out.append(f"On the {label}, W2SD at matched NFE against tuned difference guidance (w = "
                    f"{res['extra']['tuning']['w']:g}) " + " and ".join(parts) + ".")
@@ -134,30 +138,30 @@ def guidance_sentences(studies: dict[str, dict], sweep: dict) -> str:
 
 
 def frontier_block(name: str, res: dict) -> str:
-    label, metric = FRONTIERS[name]
+    label, (metric, second) = FRONTIERS[name]
     windows = res["config"]["frontier"]["windows"]
-    lines = ["| λ | NFE | " + " | ".join(f"W2SD {w}: {m}" for w in windows for m in (metric, "fd"))
-             + f" | DDIM: {metric} | DDIM: fd | guidance: {metric} | guidance: fd |", "|---|---|" + "---|" * (
-                 2 * len(windows) + 4)]
+    lines = ["| λ | NFE | " + " | ".join(f"W2SD {w}: {m}" for w in windows for m in (metric, second))
+             + f" | DDIM: {metric} | DDIM: {second} | guidance: {metric} | guidance: {second} |",
+             "|---|---|" + "---|" * (2 * len(windows) + 4)]
     by_window = {w: dict(frontier_rows(res, w)) for w in windows}
     for lam in by_window[windows[0]]:
         nfe = res["config"]["sampler"]["T"] + 2 * lam
-        cells = [f"{mean(res, by_window[w][lam], k):.3f}" for w in windows for k in (metric, "fd")]
+        cells = [f"{mean(res, by_window[w][lam], k):.3f}" for w in windows for k in (metric, second)]
         base = ["strong", "strong"] if lam == 0 else [f"ddim_nfe{nfe}", f"autoguidance_nfe{nfe}"]
-        cells += [f"{mean(res, b, k):.3f}" for b in base for k in (metric, "fd")]
+        cells += [f"{mean(res, b, k):.3f}" for b in base for k in (metric, second)]
         lines.append(f"| {lam} | {nfe} | " + " | ".join(cells) + " |")
     head = (f"*{label}: means over {res['extra']['num_seeds']} seeds × {res['config']['samples_per_seed']} samples; "
             f"W2SD reflecting λ of T = {res['config']['sampler']['T']} steps (first or last window) against standard "
             f"DDIM and tuned difference guidance (w = {res['extra']['tuning']['w']:g}) at the same NFE; λ = 0 is "
             f"standard DDIM for all three. Produced by `{publish_command(name)}`.*")
-    return head + "\n\n" + "\n".join(lines) + "\n\n" + cheapest_sentence(label, res, metric)
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + cheapest_sentence(label, res, (metric, second))
 
 
-def cheapest_sentence(label: str, res: dict, metric: str) -> str:
+def cheapest_sentence(label: str, res: dict, metrics: tuple[str, ...]) -> str:
     out = []
     T = res["config"]["sampler"]["T"]
     for window in res["config"]["frontier"]["windows"]:
-        for m in (metric, "fd"):
+        for m in metrics:
             rows = [(lam, gain(res, method, m)) for lam, method in frontier_rows(res, window)]
             lam = cheapest_lam(rows)
             full = rows[-1][1]
@@ -191,6 +195,23 @@ def toy_sentence(results_root: Path) -> str:
             f"≥ {KEEP:.0%} of the full-λ gain is " + "; ".join(out) + ".")
 
 
+def toy_frontier_block(res: dict) -> str:
+    label, metrics = TOY_STUDY
+    windows = res["config"]["frontier"]["windows"]
+    by_window = {w: dict(frontier_rows(res, w)) for w in windows}
+    lines = ["| λ | NFE | " + " | ".join(f"{w} window: {m}" for w in windows for m in metrics) + " |",
+             "|---|---|" + "---|" * (len(windows) * len(metrics))]
+    for lam in by_window[windows[0]]:
+        cells = [f"{mean(res, by_window[w][lam], m):.4f}" for w in windows for m in metrics]
+        lines.append(f"| {lam} | {res['config']['sampler']['T'] + 2 * lam} | " + " | ".join(cells) + " |")
+    world = res["config"]["world"]
+    head = (f"*{label} (ideal {world['ideal_weights']}, strong {world['strong_weights']}, weak "
+            f"{world['weak_weights']}, exact ε), T = {res['config']['sampler']['T']}, means over "
+            f"{res['extra']['num_seeds']} seeds × {res['config']['num_samples']} samples (lower is better). Produced "
+            f"by `{publish_command(TOY_FRONTIER)}`.*")
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + cheapest_sentence(label, res, metrics)
+
+
 def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
     """Piecewise-linear value at x of points sorted by their first coordinate (None outside their range)."""
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
@@ -199,19 +220,18 @@ def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
     return None
 
 
-def adaptive_block(studies: dict[str, dict]) -> str:
+def adaptive_block(studies: dict[str, tuple[str, tuple[str, str], dict]]) -> str:
     """Adaptive reflection vs full λ and vs fixed λ at the same cost (mean evaluations per sample)."""
     lines = ["| study | method | NFE per sample (× standard) | metric | adaptive | full λ | fixed λ, first window, "
              "same NFE | fixed λ, last window, same NFE | share of the full-λ gain | adaptive − full λ |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     verdicts = []
-    for name, res in studies.items():
-        label, metric = FRONTIERS[name]
+    for label, metrics, res in studies.values():
         T, full = res["config"]["sampler"]["T"], w2sd_name(full_lam(res), "first")
         for method in res["extra"]["adaptive"]["quantiles"]:
             cost = mean(res, method, "nfe_per_sample")
             shares = {}
-            for m in (metric, "fd"):
+            for m in metrics:
                 fixed = [interpolate([(T + 2 * lam, mean(res, n, m)) for lam, n in frontier_rows(res, w)], cost)
                          for w in res["config"]["frontier"]["windows"]]
                 shares[m] = gain(res, method, m) / gain(res, full, m) if gain(res, full, m) > 0 else None
@@ -297,10 +317,10 @@ def sweep_sentences(res: dict) -> str:
 def frontier_figure(studies: dict[str, dict], out_dir: Path) -> str:
     fig, axes = plt.subplots(len(studies), 2, figsize=(8.4, 3.0 * len(studies)), squeeze=False)
     for row, (name, res) in zip(axes, studies.items()):
-        label, metric = FRONTIERS[name]
+        label, metrics = FRONTIERS[name]
         T = res["config"]["sampler"]["T"]
         nfes = [T] + [T + 2 * lam for lam in res["config"]["frontier"]["lams"]]
-        for ax, m in zip(row, (metric, "fd")):
+        for ax, m in zip(row, metrics):
             for window in res["config"]["frontier"]["windows"]:
                 rows = frontier_rows(res, window)
                 ax.plot([T + 2 * lam for lam, _ in rows], [mean(res, n, m) for _, n in rows], marker="o", ms=3,
@@ -353,19 +373,23 @@ def doc_blocks(results_root: Path) -> dict[str, str]:
         blocks[name] = frontier_block(name, res)
     figure = f"![digits_frontier]({README_FIGURE_DIR}/digits_frontier.png)"
     blocks[name] += f"\n\n{toy_sentence(results_root)}\n\n{figure}\n"
-    blocks["digits_adaptive"] = adaptive_block(studies)
+    toy = require_results(results_root, TOY_FRONTIER)
+    blocks[TOY_FRONTIER] = toy_frontier_block(toy)
+    blocks["digits_adaptive"] = adaptive_block({**{n: (*FRONTIERS[n], res) for n, res in studies.items()},
+                                                TOY_FRONTIER: (*TOY_STUDY, toy)})
     blocks[SWEEP] = sweep_block(sweep, f"{README_FIGURE_DIR}/{SWEEP}.png")
-    blocks["digits_cost"] = cost_block({**studies, SWEEP: sweep})
+    blocks["digits_cost"] = cost_block({**studies, SWEEP: sweep, TOY_FRONTIER: toy})
     return blocks
 
 
 def cost_block(results: dict[str, dict]) -> str:
     """CPU seconds of each stored study run (one torch thread, so its wall time on an idle core)."""
-    lines = ["| study | methods | samples × seeds | CPU time of the run (s) |", "|---|---|---|---|"]
+    lines = ["| study | methods | samples × seeds (+ held-out seeds) | CPU time of the run (s) |", "|---|---|---|---|"]
     for name, res in results.items():
-        lines.append(f"| `{name}` | {len(res['metrics'])} | {res['config']['samples_per_seed']} × "
-                     f"{res['extra']['num_seeds']} (+ {len(res['config']['tune']['seeds'])} held-out seeds for w) | "
-                     f"{res['extra']['cpu_time_s']:.0f} |")
+        cfg = res["config"]
+        held_out = {s for block in ("tune", "adaptive") for s in (cfg.get(block) or {}).get("seeds", [])}
+        lines.append(f"| `{name}` | {len(res['metrics'])} | {cfg.get('samples_per_seed') or cfg.get('num_samples')} × "
+                     f"{res['extra']['num_seeds']} (+ {len(held_out)}) | {res['extra']['cpu_time_s']:.0f} |")
     return ("*Process CPU time (`time.process_time`, stored as `extra.cpu_time_s`) of the whole study (loading the "
             "committed nets included), with `digits.torch_threads = 1`: on an idle core this is its wall time; "
             "wall times measured on the shared machine depend on the other jobs.*\n\n" + "\n".join(lines))

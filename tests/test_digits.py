@@ -78,7 +78,8 @@ def test_committed_checkpoints_match_their_config_hash_and_stay_small() -> None:
 
 
 def test_every_study_finds_its_committed_checkpoints(compose_config) -> None:
-    for name in ("digits_dataset_gap", "digits_weight_gap", "digits_condition_gap", "digits_video"):
+    for name in ("digits_dataset_gap", "digits_weight_gap", "digits_condition_gap", "digits_video",
+                 "digits_frontier_dataset_gap", "digits_frontier_weight_gap", "digits_cfg_sweep"):
         cfg = compose_config([f"experiment={name}"])
         from w2sd.runner import build_experiment
 
