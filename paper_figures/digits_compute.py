@@ -300,17 +300,27 @@ def fd_matched_scale(res: dict, name: str) -> float | None:
 
 
 def sweep_sentences(res: dict) -> str:
+    """Where W2SD lands on the plain-CFG curve, read off the stored FDs and sample distances."""
     g, weak = res["config"]["guidance"]["strong"], res["config"]["guidance"]["weak"]
-    best = min(res["extra"]["cfg_scales"], key=lambda s: mean(res, f"cfg{s:g}", "fd"))
-    matched = fd_matched_scale(res, "w2sd")
-    nearest, _ = nearest_scale(res, "w2sd")
-    at = (f"plain CFG reaches W2SD's FD {mean(res, 'w2sd', 'fd'):.1f} at scale ≈ {matched:.1f}" if matched is not None
-          else f"no swept CFG scale ≥ {g:g} reaches W2SD's FD {mean(res, 'w2sd', 'fd'):.1f}")
-    return (f"Plain CFG has its best FD at scale {best:g} ({mean(res, f'cfg{best:g}', 'fd'):.1f}); past it FD rises "
-            f"with the scale while adherence stays saturated, and W2SD (CFG {g:g} vs {weak:g}) "
-            f"sits on the rising branch: {at}, and its samples lie nearest those of CFG {nearest:g}. So here W2SD acts "
-            f"like CFG at a larger scale — it over-guides; to use the condition gap, lower the strong scale (or the "
-            f"weak/strong scale gap) rather than add reflections.")
+    scales = res["extra"]["cfg_scales"]
+    fds = [mean(res, f"cfg{s:g}", "fd") for s in scales]
+    best = scales[fds.index(min(fds))]
+    rising = all(a <= b for a, b in zip(fds[fds.index(min(fds)):], fds[fds.index(min(fds)) + 1:]))
+    matched, (nearest, _) = fd_matched_scale(res, "w2sd"), nearest_scale(res, "w2sd")
+    w2sd_fd = mean(res, "w2sd", "fd")
+    at = (f"plain CFG reaches it at scale ≈ {matched:.1f}" if matched is not None
+          else f"no swept CFG scale ≥ {g:g} reaches it")
+    trend = "rises steadily" if rising else "varies"
+    first = (f"Plain CFG's FD is lowest at scale {best:g} ({min(fds):.1f}) and {trend} beyond it; W2SD (CFG {g:g} "
+             f"reflected off CFG {weak:g}) has FD {w2sd_fd:.1f} — {at} — and its samples "
+             f"lie nearest those of plain CFG {nearest:g}.")
+    larger = matched is not None and matched > g and nearest > g
+    second = (f"So on this net W2SD acts like CFG at a larger scale: the strong model is already past the FD optimum "
+              f"(scale {best:g} < {g:g}), and the reflection adds more guidance; the condition gap can only help "
+              f"where the strong scale sits below the optimum, so lower the strong scale instead of adding reflections."
+              if larger and best < g else
+              "So W2SD is not simply CFG at a larger scale here.")
+    return first + " " + second
 
 
 # -- figures ----------------------------------------------------------------------------------------------------
@@ -329,10 +339,11 @@ def frontier_figure(studies: dict[str, dict], out_dir: Path) -> str:
                     ms=3, ls="--", color="gray", label="standard DDIM, T = NFE")
             ax.plot(nfes, [mean(res, n, m) for n in ["strong", *(f"autoguidance_nfe{n}" for n in nfes[1:])]],
                     marker="^", ms=3, ls="-.", label="difference guidance (tuned w), T = NFE/2")
-            quantiles = res["extra"]["adaptive"]["quantiles"]
-            ax.scatter([mean(res, n, "nfe_per_sample") for n in quantiles], [mean(res, n, m) for n in quantiles],
-                       marker="*", s=40, color="red", zorder=3,
-                       label="adaptive reflection, q = " + ", ".join(f"{q:g}" for q in quantiles.values()))
+            quantiles = (res["extra"].get("adaptive") or {}).get("quantiles", {})
+            if quantiles:
+                ax.scatter([mean(res, n, "nfe_per_sample") for n in quantiles], [mean(res, n, m) for n in quantiles],
+                           marker="*", s=40, color="red", zorder=3,
+                           label="adaptive reflection, q = " + ", ".join(f"{q:g}" for q in quantiles.values()))
             ax.axhline(mean(res, "ideal", m), color="k", lw=0.8, ls=":", label="ideal model")
             ax.set_title(f"{label}: {LABEL[m]}", fontsize=9)
             ax.set_xlabel("NFE")
@@ -375,8 +386,8 @@ def doc_blocks(results_root: Path) -> dict[str, str]:
     blocks[name] += f"\n\n{toy_sentence(results_root)}\n\n{figure}\n"
     toy = require_results(results_root, TOY_FRONTIER)
     blocks[TOY_FRONTIER] = toy_frontier_block(toy)
-    blocks["digits_adaptive"] = adaptive_block({**{n: (*FRONTIERS[n], res) for n, res in studies.items()},
-                                                TOY_FRONTIER: (*TOY_STUDY, toy)})
+    with_adaptive = {n: (*FRONTIERS[n], res) for n, res in studies.items() if res["extra"].get("adaptive")}
+    blocks["digits_adaptive"] = adaptive_block({**with_adaptive, TOY_FRONTIER: (*TOY_STUDY, toy)})
     blocks[SWEEP] = sweep_block(sweep, f"{README_FIGURE_DIR}/{SWEEP}.png")
     blocks["digits_cost"] = cost_block({**studies, SWEEP: sweep, TOY_FRONTIER: toy})
     return blocks

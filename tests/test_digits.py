@@ -159,6 +159,8 @@ def test_bad_class_splits_are_clear_errors(call, needle: str) -> None:
     (["experiment=digits_frontier_dataset_gap", "frontier.lams=[20]"], "frontier.lams entry=20 must be in"),
     (["experiment=digits_frontier_dataset_gap", "~tune"], "ask for w: tuned but the study has no `tune:`"),
     (["+comparisons=[[w2sd,nope]]"], "comparison (w2sd, nope) names a method"),
+    (["experiment=digits_frontier_weight_gap", "+adaptive={quantiles:[0.2],seeds:[100]}"],
+     "the per-sample labels of a class-conditional net cannot follow"),
 ])
 def test_bad_study_config_fails_in_validate(overrides: list[str], needle: str, compose_config) -> None:
     from w2sd.runner import build_experiment

@@ -29,6 +29,7 @@ class ClassConditionalStudy(DigitsExperiment):
     1,797 real digits (classes are near-balanced there as in the samples)."""
 
     HIGHER_IS_BETTER = {"adherence": True, "fd": False}
+    CONDITIONAL = True
 
     def setup_evaluation(self, classifier: DigitClassifier) -> None:
         self.evaluator = Evaluator(classifier, all_digits().images)

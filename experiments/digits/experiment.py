@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from experiments.digits import advanced_guidance  # noqa: F401  (registers the `advanced_guidance` sampler)
 from experiments.digits import models as M
 from experiments.digits.adapter import UNetEps
 from experiments.digits.classifier import DigitClassifier
@@ -44,6 +45,7 @@ class DigitsExperiment(Experiment):
     COMPARISONS = (("w2sd", "strong"), ("w2sd", "strong_equal_nfe"), ("s2wd", "strong"))
     # metric → True when higher is better (decides what a "win" is)
     HIGHER_IS_BETTER: Mapping[str, bool] = {}
+    CONDITIONAL = False  # per-sample labels fixed in the denoisers (no sampler may evaluate part of the batch)
 
     # -- study hooks --------------------------------------------------------------------------------------------
     def plan(self) -> dict[str, M.Snapshot]:
@@ -113,6 +115,9 @@ class DigitsExperiment(Experiment):
         out, pairs = frontier_methods(list(frontier.lams), list(frontier.windows), num_steps,
                                       list(frontier.get("compare_with") or []))
         if self.cfg.get("adaptive"):
+            if self.CONDITIONAL:
+                raise ConfigError("adaptive reflection evaluates part of the batch, which the per-sample labels of a "
+                                  "class-conditional net cannot follow; remove `adaptive:` from this study")
             check_held_out("adaptive.seeds", list(self.cfg.adaptive.seeds), list(self.cfg.seeds))
             fixed = [name for name in out if name.startswith("w2sd_")]
             adaptive, adaptive_pairs, self.adaptive = adaptive_methods(list(self.cfg.adaptive.quantiles), num_steps,
