@@ -115,6 +115,32 @@ def guidance_block(studies: dict[str, dict], sweep: dict) -> str:
     return head + "\n\n" + "\n".join(lines) + "\n\n" + guidance_sentences(studies, sweep)
 
 
+def first_order_block(studies: dict[str, dict]) -> str:
+    """W2SD beside its first-order picture (guidance with the weak model read on the advanced latent, w = 1) and
+    plain difference guidance at w = 1."""
+    methods = ("strong", "autoguidance_w1", "advanced_guidance")
+    lines = ["| study | metric | standard DDIM | guidance w = 1 | guidance w = 1 on the advanced latent | W2SD "
+             "(λ = T − 1) | W2SD − advanced-latent guidance | advanced-latent − plain guidance |",
+             "|---|---|---|---|---|---|---|---|"]
+    closer = []
+    for name, res in studies.items():
+        label, metrics = FRONTIERS[name]
+        full = w2sd_name(full_lam(res), "first")
+        for m in metrics:
+            cells = [f"{mean(res, n, m):.3f} ({res['metrics'][n]['nfe']})" for n in (*methods, full)]
+            diffs = [fmt_diff(comparison(res, a, b, m)) for a, b in ((full, methods[2]), (methods[2], methods[1]))]
+            lines.append(f"| {label} | {m} | " + " | ".join(cells + diffs) + " |")
+            target = mean(res, full, m)
+            nearer = abs(mean(res, methods[2], m) - target) < abs(mean(res, methods[1], m) - target)
+            closer.append(f"{label}, {LABEL[m]}: {'nearer' if nearer else 'not nearer'}")
+    head = ("*Means (NFE in brackets) and paired differences over seeds, mean [95% CI] (wins of the first method / "
+            "seeds). Guidance on the advanced latent: ε_s(x_t) + w(ε_s(x_t) − ε_w(x′, t)) with x′ the strong DDIM "
+            "step, on the levels W2SD reflects (`experiments/digits/advanced_guidance.py`); to first order in the gap "
+            "this is W2SD with the strong ε of the main step reused.*")
+    return (head + "\n\n" + "\n".join(lines) + "\n\nIs W2SD's mean nearer to guidance on the advanced latent "
+            "than to plain guidance at the same w = 1? " + "; ".join(closer) + ".")
+
+
 def tuning_cell(res: dict) -> str:
     t = res["extra"]["tuning"]
     scores = ", ".join(f"{w:g}: {s:.1f}" for w, s in t["scores"])
@@ -379,7 +405,7 @@ def load(results_root: Path) -> tuple[dict[str, dict], dict]:
 def doc_blocks(results_root: Path) -> dict[str, str]:
     """The generated blocks of docs/digits.md (text only; figure links point at paper_figures/out)."""
     studies, sweep = load(results_root)
-    blocks = {"digits_guidance": guidance_block(studies, sweep)}
+    blocks = {"digits_guidance": guidance_block(studies, sweep), "digits_first_order": first_order_block(studies)}
     for name, res in studies.items():
         blocks[name] = frontier_block(name, res)
     figure = f"![digits_frontier]({README_FIGURE_DIR}/digits_frontier.png)"

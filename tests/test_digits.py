@@ -285,3 +285,33 @@ def test_digits_docs_blocks_match_stored_results() -> None:
     from paper_figures.digits_compute import main
 
     assert main(["--check"]) == 0, "docs/digits.md is stale; run python -m paper_figures.digits_compute"
+
+
+def test_advanced_guidance_reads_the_weak_model_on_the_strong_step() -> None:
+    """Closed form with linear ε-models: on each level but the last, ε = ε_s(x) + w(ε_s(x) − ε_w(x', t)) where x' is
+    the strong DDIM step from x; DDIM written out by hand here (x̂₀ then re-noise)."""
+    from experiments.digits.advanced_guidance import sample_advanced_guidance
+    from w2sd.schedule import make_schedule
+
+    schedule = make_schedule(3, **SCHEDULE, spacing="trailing")
+    w = 0.7
+
+    def strong(x, t):
+        return 0.3 * x
+
+    def weak(x, t):
+        return -0.2 * x + 1e-3 * t  # the timestep term catches a weak call at the wrong t
+
+    def transfer(x, eps, a_from, a_to):
+        return a_to**0.5 * (x - (1 - a_from) ** 0.5 * eps) / a_from**0.5 + (1 - a_to) ** 0.5 * eps
+
+    x = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = sample_advanced_guidance(strong, weak, x, schedule, w=w)
+    y = x
+    for i, t in enumerate(schedule.timesteps):
+        a, b = schedule.level(i), schedule.level(i + 1)
+        eps = strong(y, t)
+        if i < schedule.num_steps - 1:
+            eps = eps + w * (eps - weak(transfer(y, eps, a, b), t))
+        y = transfer(y, eps, a, b)
+    assert torch.allclose(out.x, y, atol=1e-10) and out.nfe == 2 * 3 - 1
