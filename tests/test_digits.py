@@ -315,3 +315,16 @@ def test_advanced_guidance_reads_the_weak_model_on_the_strong_step() -> None:
             eps = eps + w * (eps - weak(transfer(y, eps, a, b), t))
         y = transfer(y, eps, a, b)
     assert torch.allclose(out.x, y, atol=1e-10) and out.nfe == 2 * 3 - 1
+
+
+def test_toy_frontier_costs_fixed_lambda_exactly_and_adaptive_in_between(compose_config, tmp_path: Path) -> None:
+    from w2sd.runner import build_experiment, run_experiment
+
+    cfg = compose_config(["experiment=toy_lambda_frontier", "logger=none", "seeds=[0,1]", "num_samples=200",
+                          "sampler.T=6", "frontier.lams=[1,5]", "adaptive.quantiles=[0.5]"])
+    m = run_experiment(cfg, tmp_path)["metrics"]
+    for name, cost in (("strong", 6), ("w2sd_lam1_first", 8), ("w2sd_lam1_last", 8), ("w2sd_lam5_first", 16)):
+        assert m[name]["nfe_per_sample"] == cost
+    assert 8 < m["w2sd_adaptive_q0.5"]["nfe_per_sample"] < 16  # always the first reflection, then about half stop
+    with pytest.raises(ConfigError, match="adaptive.seeds"):
+        build_experiment(compose_config(["experiment=toy_lambda_frontier", "adaptive.seeds=[0]"])).validate()
