@@ -22,7 +22,7 @@ from w2sd.validation import ConfigError
 
 DOC_PAGE = Path(__file__).resolve().parent.parent / "docs" / "digits.md"
 # study → (label, (its headline metric, its distribution metric))
-FRONTIERS = {"digits_frontier_dataset_gap": ("dataset gap", ("minority_fraction", "fd")),
+FRONTIERS = {"digits_frontier_dataset_gap": ("dataset gap", ("balance_error", "fd")),
              "digits_frontier_weight_gap": ("training-length gap", ("adherence", "fd"))}
 TOY_FRONTIER = "toy_lambda_frontier"
 TOY_STUDY = ("toy 1-D mixture, ratio-2 pair", ("tv_mode_weights", "w1"))
@@ -30,9 +30,10 @@ SWEEP = "digits_cfg_sweep"
 TOY = "ablation_reflection_steps"
 KEEP = 0.9  # "cheapest λ that keeps ≥ 90 % of the full-λ gain"
 MAX_COST = 1.5  # adaptive reflection's aim: full-λ quality for ≤ 1.5× the standard NFE
-HIGHER = {"minority_fraction": True, "adherence": True, "fd": False, "tv_mode_weights": False, "w1": False}
-LABEL = {"minority_fraction": "minority share", "adherence": "class adherence", "fd": "FD to real digits",
-         "tv_mode_weights": "TV of mode weights",
+HIGHER = {"minority_fraction": True, "balance_error": False, "adherence": True, "fd": False, "tv_mode_weights": False,
+          "w1": False}
+LABEL = {"minority_fraction": "minority share", "balance_error": "distance of the minority share to ½",
+         "adherence": "class adherence", "fd": "FD to real digits", "tv_mode_weights": "TV of mode weights",
          "w1": "W1 to the ideal"}
 
 
@@ -110,8 +111,8 @@ def guidance_block(studies: dict[str, dict], sweep: dict) -> str:
         lines.append(f"| condition gap | {m} | " + " | ".join(cells) + f" | {tuning_cell(sweep)} |")
     head = (f"*Paired difference W2SD − baseline over seeds, mean [95% bootstrap CI] (W2SD's wins / seeds); W2SD with "
             f"λ = T − 1 (NFE {nfe} at T = {sweep['config']['sampler']['T']}); difference guidance ε_s + w(ε_s − ε_w) "
-            f"at NFE 2T and with (T + 2λ)/2 steps at W2SD's NFE; higher is better for adherence and minority share, "
-            f"lower for FD.*")
+            f"at NFE 2T and with (T + 2λ)/2 steps at W2SD's NFE; higher is better for adherence, lower for FD and for "
+            f"balance_error = |minority share − ½| (the balanced real set's share).*")
     return head + "\n\n" + "\n".join(lines) + "\n\n" + guidance_sentences(studies, sweep)
 
 
@@ -199,6 +200,31 @@ def cheapest_sentence(label: str, res: dict, metrics: tuple[str, ...]) -> str:
     return f"Cheapest λ with ≥ {KEEP:.0%} of the full-λ (λ = {T - 1}) gain on the {label}: " + "; ".join(out) + "."
 
 
+def cheapest_both(res: dict, metrics: tuple[str, ...]) -> tuple[int, str] | None:
+    """The cheapest (λ, window) keeping ≥ 90 % of the full-λ gain on every metric (None if full λ gains nothing)."""
+    best = None
+    for window in res["config"]["frontier"]["windows"]:
+        lams = [cheapest_lam([(lam, gain(res, n, m)) for lam, n in frontier_rows(res, window)]) for m in metrics]
+        if None not in lams and (best is None or max(lams) < best[0]):
+            best = (max(lams), window)
+    return best
+
+
+def headline_block(studies: dict[str, dict], sweep: dict, toy: dict) -> str:
+    """The three answers of issue 14, one paragraph each, from the stored results."""
+    cheap = []
+    for label, metrics, res in [(*FRONTIERS[n], r) for n, r in studies.items()] + [(*TOY_STUDY, toy)]:
+        found, T = cheapest_both(res, metrics), res["config"]["sampler"]["T"]
+        cheap.append(f"{label}: " + ("full λ gains nothing" if found is None else
+                                     f"λ = {found[0]} in the {found[1]} window (NFE {T + 2 * found[0]}, "
+                                     f"{(T + 2 * found[0]) / T:.2f}× standard)"))
+    with_adaptive = {n: (*FRONTIERS[n], r) for n, r in studies.items() if r["extra"].get("adaptive")}
+    _, verdicts = adaptive_rows({**with_adaptive, TOY_FRONTIER: (*TOY_STUDY, toy)})
+    return ("- **W2SD vs tuned difference guidance at matched NFE.** " + guidance_sentences(studies, sweep) + "\n"
+            f"- **Cheapest λ keeping ≥ {KEEP:.0%} of the full-λ gain on both metrics** (λ = T − 1 is full): "
+            + "; ".join(cheap) + ".\n- **Adaptive reflection.** " + adaptive_summary(verdicts) + "\n")
+
+
 def toy_sentence(results_root: Path) -> str:
     """The same 90 % rule on the toy λ sweep (T = 50, exact and trained ε, 1-D and 2-D worlds)."""
     jobs = load_sweep(results_root, TOY)
@@ -248,6 +274,25 @@ def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
 
 def adaptive_block(studies: dict[str, tuple[str, tuple[str, str], dict]]) -> str:
     """Adaptive reflection vs full λ and vs fixed λ at the same cost (mean evaluations per sample)."""
+    lines, verdicts = adaptive_rows(studies)
+    head = ("*Adaptive reflection (`sample_w2sd(threshold=…)`, λ = T − 1): a sample stops reflecting once a reflection "
+            "moved it by an RMS distance ≤ the level's threshold, calibrated as the q-quantile of full W2SD's "
+            "displacements on the held-out seeds; cost = mean evaluations per sample; fixed-λ columns: the frontier's "
+            "W2SD linearly interpolated to the same NFE (– outside its range); last column: paired difference over "
+            "seeds, mean [95% CI] (adaptive's wins / seeds).*")
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + adaptive_summary(verdicts)
+
+
+def adaptive_summary(verdicts: list[tuple[str, float, bool]]) -> str:
+    aim = [f"{who} ({ratio:.2f}×)" for who, ratio, reached in verdicts if reached and ratio <= MAX_COST]
+    per_setting = [f"{who}: {ratio:.2f}× standard cost, {'keeps' if reached else 'does not keep'} ≥ {KEEP:.0%} of "
+                   f"the full-λ gain on both metrics" for who, ratio, reached in verdicts]
+    return (f"Aim — full-λ quality (≥ {KEEP:.0%} of its gain on both metrics) at ≤ {MAX_COST}× standard cost: "
+            + ("reached by " + "; ".join(aim) if aim else "not reached by any adaptive setting") + ". Per setting: "
+            + "; ".join(per_setting) + ".")
+
+
+def adaptive_rows(studies: dict[str, tuple[str, tuple[str, str], dict]]) -> tuple[list[str], list]:
     lines = ["| study | method | NFE per sample (× standard) | metric | adaptive | full λ | fixed λ, first window, "
              "same NFE | fixed λ, last window, same NFE | share of the full-λ gain | adaptive − full λ |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -268,18 +313,8 @@ def adaptive_block(studies: dict[str, tuple[str, tuple[str, str], dict]]) -> str
                              + f" | {share} | {fmt_diff(comparison(res, method, full, m))} |")
             reached = all(v is not None and v >= KEEP for v in shares.values())
             verdicts.append((f"{label}, {method}", cost / T, reached))
-    head = ("*Adaptive reflection (`sample_w2sd(threshold=…)`, λ = T − 1): a sample stops reflecting once a reflection "
-            "moved it by an RMS distance ≤ the level's threshold, calibrated as the q-quantile of full W2SD's "
-            "displacements on the held-out seeds; cost = mean evaluations per sample; fixed-λ columns: the frontier's "
-            "W2SD linearly interpolated to the same NFE (– outside its range); last column: paired difference over "
-            "seeds, mean [95% CI] (adaptive's wins / seeds).*")
-    aim = [f"{who} ({ratio:.2f}×)" for who, ratio, reached in verdicts if reached and ratio <= MAX_COST]
-    per_setting = [f"{who}: {ratio:.2f}× standard cost, {'keeps' if reached else 'does not keep'} ≥ {KEEP:.0%} of "
-                   f"the full-λ gain on both metrics" for who, ratio, reached in verdicts]
-    summary = (f"Aim — full-λ quality (≥ {KEEP:.0%} of its gain on both metrics) at ≤ {MAX_COST}× standard cost: "
-               + ("reached by " + "; ".join(aim) if aim else "not reached by any adaptive setting") + ". Per "
-               "setting: " + "; ".join(per_setting) + ".")
-    return head + "\n\n" + "\n".join(lines) + "\n\n" + summary
+    return lines, verdicts
+
 
 
 def sweep_block(res: dict, png: str) -> str:
@@ -342,8 +377,8 @@ def sweep_sentences(res: dict) -> str:
              f"lie nearest those of plain CFG {nearest:g}.")
     larger = matched is not None and matched > g and nearest > g
     second = (f"So on this net W2SD acts like CFG at a larger scale: the strong model is already past the FD optimum "
-              f"(scale {best:g} < {g:g}), and the reflection adds more guidance; the condition gap can only help "
-              f"where the strong scale sits below the optimum, so lower the strong scale instead of adding reflections."
+              f"(scale {best:g} < {g:g}) and the reflection adds more guidance on top; on such a net, use plain CFG at "
+              f"a lower scale rather than reflections off the unconditional model."
               if larger and best < g else
               "So W2SD is not simply CFG at a larger scale here.")
     return first + " " + second
@@ -414,6 +449,7 @@ def doc_blocks(results_root: Path) -> dict[str, str]:
     blocks[TOY_FRONTIER] = toy_frontier_block(toy)
     with_adaptive = {n: (*FRONTIERS[n], res) for n, res in studies.items() if res["extra"].get("adaptive")}
     blocks["digits_adaptive"] = adaptive_block({**with_adaptive, TOY_FRONTIER: (*TOY_STUDY, toy)})
+    blocks["digits_headlines"] = headline_block(studies, sweep, toy)
     blocks[SWEEP] = sweep_block(sweep, f"{README_FIGURE_DIR}/{SWEEP}.png")
     blocks["digits_cost"] = cost_block({**studies, SWEEP: sweep, TOY_FRONTIER: toy})
     return blocks
