@@ -240,7 +240,8 @@ def test_frontier_study_matches_nfe_and_applies_the_held_out_w(compose_config, t
     from w2sd.runner import run_experiment
 
     cfg = compose_config(["experiment=digits_frontier_dataset_gap", "logger=none", "seeds=[0]", "samples_per_seed=6",
-                          "sampler.T=4", "frontier.lams=[1,3]", "tune.seeds=[100]", "tune.grid=[0.5,3.0]"])
+                          "sampler.T=4", "frontier.lams=[1,3]", "tune.seeds=[100]", "tune.grid=[0.5,3.0]",
+                          "comparisons=[[w2sd_lam3_first,advanced_guidance]]", "adaptive.quantiles=[0.5]"])
     results = run_experiment(cfg, tmp_path)
     nfe = results["nfe"]
     for lam in (1, 3):  # counted denoiser calls: W2SD T + 2λ, DDIM with T + 2λ steps, guidance with (T + 2λ)/2 steps
