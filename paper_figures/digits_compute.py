@@ -417,9 +417,9 @@ def sweep_figure(res: dict, out_dir: Path) -> str:
     scales = res["extra"]["cfg_scales"]
     ax.plot(scales, [mean(res, f"cfg{s:g}", "fd") for s in scales], marker="o", ms=3, color="gray",
             label="plain CFG (NFE T)")
-    for name, style in (("w2sd", "-"), ("autoguidance", "-."), ("autoguidance_equal_nfe", ":")):
+    for name, style, color in (("w2sd", "-", "C0"), ("autoguidance", "-.", "C1"), ("autoguidance_equal_nfe", ":", "C2")):
         ax.axhline(mean(res, name, "fd"), ls=style, lw=1, label=f"{name} (NFE {res['metrics'][name]['nfe']})",
-                   color=ax._get_lines.get_next_color())
+                   color=color)
     ax.set_xlabel("CFG scale")
     ax.set_ylabel("FD to real digits")
     ax.legend(fontsize=6)
@@ -427,7 +427,7 @@ def sweep_figure(res: dict, out_dir: Path) -> str:
         pts = res["extra"]["distance_to_cfg"][name]
         ax2.plot([s for s, _ in pts], [d for _, d in pts], marker="o", ms=3, label=name)
     ax2.set_xlabel("CFG scale")
-    ax2.set_ylabel("mean L2 to plain-CFG samples (same x_T)")
+    ax2.set_ylabel("mean L2 to plain CFG (same x_T)")
     ax2.legend(fontsize=6)
     return save_figure(fig, out_dir, SWEEP)
 
