@@ -417,7 +417,8 @@ def sweep_figure(res: dict, out_dir: Path) -> str:
     scales = res["extra"]["cfg_scales"]
     ax.plot(scales, [mean(res, f"cfg{s:g}", "fd") for s in scales], marker="o", ms=3, color="gray",
             label="plain CFG (NFE T)")
-    for name, style, color in (("w2sd", "-", "C0"), ("autoguidance", "-.", "C1"), ("autoguidance_equal_nfe", ":", "C2")):
+    lines = (("w2sd", "-", "C0"), ("autoguidance", "-.", "C1"), ("autoguidance_equal_nfe", ":", "C2"))
+    for name, style, color in lines:
         ax.axhline(mean(res, name, "fd"), ls=style, lw=1, label=f"{name} (NFE {res['metrics'][name]['nfe']})",
                    color=color)
     ax.set_xlabel("CFG scale")
