@@ -465,8 +465,9 @@ def cost_block(results: dict[str, dict]) -> str:
         lines.append(f"| `{name}` | {len(res['metrics'])} | {cfg.get('samples_per_seed') or cfg.get('num_samples')} × "
                      f"{res['extra']['num_seeds']} (+ {len(held_out)}) | {res['extra']['cpu_time_s']:.0f} |")
     return ("*Process CPU time (`time.process_time`, stored as `extra.cpu_time_s`) of the whole study (loading the "
-            "committed nets included), with `digits.torch_threads = 1`: on an idle core this is its wall time; "
-            "wall times measured on the shared machine depend on the other jobs.*\n\n" + "\n".join(lines))
+            "committed nets included): on an idle machine its wall time is at most this (the digits studies run one "
+            "torch thread, `digits.torch_threads = 1`, so there the two agree); wall times measured on the shared "
+            "machine depend on the other jobs.*\n\n" + "\n".join(lines))
 
 
 def build(results_root: Path, out_dir: Path) -> dict[str, str]:
