@@ -5,7 +5,8 @@ one seed's samples (`measure`) and what it draws (`plot`). Every method starts f
 Per-seed metrics are summarised by w2sd.stats: the mean with a bootstrap CI over seeds, and for each comparison
 (e.g. w2sd vs strong) the paired difference and the win rate over seeds. Optional matched-compute parts
 (experiments/digits/compute.py): a `frontier:` block adds the λ cost frontier's methods, `w: tuned` difference
-guidance is tuned on held-out `tune.seeds`, and `comparisons:` adds (method, baseline) pairs."""
+guidance is tuned on held-out `tune.seeds`, `adaptive:` adds adaptive reflection calibrated on held-out seeds, and
+`comparisons:` adds (method, baseline) pairs."""
 from __future__ import annotations
 
 import time
