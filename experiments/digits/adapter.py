@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from experiments.digits.unet import TinyUNet
+from w2sd.validation import ConfigError
 
 
 class UNetEps:
@@ -33,6 +34,10 @@ class UNetEps:
 
     def guided_eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         batch = x.shape[0]
+        if self.labels is not None and batch != self.labels.shape[0]:
+            raise ConfigError(f"a batch of {batch} latents for {self.labels.shape[0]} labels: the labels are fixed "
+                              f"per sample, so samplers that evaluate part of the batch (adaptive reflection's "
+                              f"`threshold`) cannot be used with class-conditional digits nets")
         t_frac = torch.full((batch,), t / self.alphas_cumprod.shape[0], dtype=torch.float32)
         null = torch.full((batch,), self.net.null_class, dtype=torch.long)
         if self.labels is None or self.guidance == 0.0:

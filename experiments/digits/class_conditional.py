@@ -1,5 +1,5 @@
-# Studies on the class-conditional digits net: weight gap by training length (paper App. E.1) and condition gap
-# by CFG scale (paper Table 4 / Z-Sampling).
+# Studies on the class-conditional digits net: weight gap by training length (paper App. E.1), condition gap
+# by CFG scale (paper Table 4 / Z-Sampling) and that gap placed on the curve of plain CFG sampling.
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,6 +29,7 @@ class ClassConditionalStudy(DigitsExperiment):
     1,797 real digits (classes are near-balanced there as in the samples)."""
 
     HIGHER_IS_BETTER = {"adherence": True, "fd": False}
+    CONDITIONAL = True
 
     def setup_evaluation(self, classifier: DigitClassifier) -> None:
         self.evaluator = Evaluator(classifier, all_digits().images)
@@ -70,4 +71,38 @@ class ConditionGapExperiment(ClassConditionalStudy):
         return ["strong", "weak"]
 
     def denoisers(self, nets: dict[str, TinyUNet], n: int) -> dict[str, Denoiser]:
-        return {role: self.guided(nets["net"], n, self.cfg.guidance[role]) for role in self.model_roles()}
+        return {role: self.guided(nets["net"], n, self.cfg.guidance[role]) for role in ("strong", "weak")}
+
+
+def scale_role(scale: float) -> str:
+    return f"cfg{scale:g}"
+
+
+class CfgSweepExperiment(ConditionGapExperiment):
+    """The condition gap on the CFG curve: plain DDIM at every `cfg_scales` entry (method and model `cfg<s>`) beside
+    the configured W2SD / difference-guidance methods between CFG guidance.strong and guidance.weak. Difference
+    guidance here is exactly CFG at scale s_strong + w·(s_strong − s_weak); where W2SD lands on the curve is measured
+    by its metrics and by which CFG scale's samples (same x_T) lie nearest to its own."""
+
+    def scales(self) -> list[float]:
+        scales = list(self.cfg.cfg_scales)
+        if not scales or any(isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0 for s in scales):
+            raise ConfigError(f"cfg_scales={scales} must be a non-empty list of CFG scales >= 0, e.g. [0, 1, 3, 6]")
+        return [float(s) for s in scales]
+
+    def model_roles(self) -> list[str]:
+        return [*super().model_roles(), *map(scale_role, self.scales())]
+
+    def generated_methods(self, methods: dict, num_steps: int) -> tuple[dict, list]:
+        return {scale_role(s): {"sampler": "ddim", "model": scale_role(s)} for s in self.scales()}, []
+
+    def denoisers(self, nets: dict[str, TinyUNet], n: int) -> dict[str, Denoiser]:
+        return {**super().denoisers(nets, n), **{scale_role(s): self.guided(nets["net"], n, s) for s in self.scales()}}
+
+    def study_extra(self, samples: dict[str, torch.Tensor]) -> dict:
+        """Mean per-sample L2 distance (first seed) from each non-sweep method's samples to each CFG scale's."""
+        sweep = {scale_role(s): s for s in self.scales()}
+        distance = {name: [[scale, float((x - samples[role]).flatten(1).norm(dim=1).mean())]
+                           for role, scale in sweep.items()]
+                    for name, x in samples.items() if name not in sweep}
+        return {"cfg_scales": list(sweep.values()), "distance_to_cfg": distance}

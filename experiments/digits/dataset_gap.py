@@ -19,10 +19,11 @@ from w2sd.validation import ConfigError
 
 class DatasetGapExperiment(DigitsExperiment):
     """Unconditional nets: `ideal` (1:1, the Δ2 stand-in), `strong` (2:1), `weak` (10:1), all A images.
-    Metrics per seed: minority_fraction (classifier says B), other_fraction (neither A nor B) and fd, the Fréchet
+    Metrics per seed: minority_fraction (classifier says B), balance_error = |minority_fraction − ½| (the balanced
+    real set's share is ½, so overshooting it is no gain), other_fraction (neither A nor B) and fd, the Fréchet
     distance to the balanced real set (all dataset images of A and B, truncated to equal counts)."""
 
-    HIGHER_IS_BETTER = {"minority_fraction": True, "fd": False}
+    HIGHER_IS_BETTER = {"minority_fraction": True, "balance_error": False, "fd": False}
 
     def plan(self) -> dict[str, M.Snapshot]:
         if set(self.cfg.study.ratios) != {"ideal", "strong", "weak"}:
@@ -42,7 +43,8 @@ class DatasetGapExperiment(DigitsExperiment):
     def measure(self, samples: torch.Tensor, n: int) -> dict[str, float]:
         pred = self.evaluator.predict(samples)
         study = self.cfg.study
-        return {"minority_fraction": float((pred == study.minority).double().mean()),
+        minority = float((pred == study.minority).double().mean())
+        return {"minority_fraction": minority, "balance_error": abs(minority - 0.5),
                 "other_fraction": float(((pred != study.minority) & (pred != study.majority)).double().mean()),
                 "fd": self.evaluator.frechet_distance(samples)}
 

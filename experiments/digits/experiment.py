@@ -3,7 +3,10 @@
 one seed's samples (`measure`) and what it draws (`plot`). Every method starts from the same x_T per sample
 (sample i of seed s uses seed s·10⁷ + i, one torch.Generator per sample), so results do not depend on batch size.
 Per-seed metrics are summarised by w2sd.stats: the mean with a bootstrap CI over seeds, and for each comparison
-(e.g. w2sd vs strong) the paired difference and the win rate over seeds."""
+(e.g. w2sd vs strong) the paired difference and the win rate over seeds. Optional matched-compute parts
+(experiments/digits/compute.py): a `frontier:` block adds the λ cost frontier's methods, `w: tuned` difference
+guidance is tuned on held-out `tune.seeds`, `adaptive:` adds adaptive reflection calibrated on held-out seeds, and
+`comparisons:` adds (method, baseline) pairs."""
 from __future__ import annotations
 
 import time
@@ -13,16 +16,25 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from experiments.digits import advanced_guidance  # noqa: F401  (registers the `advanced_guidance` sampler)
 from experiments.digits import models as M
 from experiments.digits.adapter import UNetEps
 from experiments.digits.classifier import DigitClassifier
+from experiments.digits.compute import (
+    adaptive_methods,
+    best_weight,
+    check_held_out,
+    check_tuning,
+    frontier_methods,
+    tuned_methods,
+)
 from experiments.digits.training import torch_threads
 from experiments.digits.unet import TinyUNet
 from toy.metrics import delta_alignment, strong_trajectory
 from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.results import config_hash
-from w2sd.sampling import Denoiser
+from w2sd.sampling import Denoiser, calibrate_threshold
 from w2sd.schedule import DiscreteSchedule, make_schedule
 from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
@@ -34,6 +46,7 @@ class DigitsExperiment(Experiment):
     COMPARISONS = (("w2sd", "strong"), ("w2sd", "strong_equal_nfe"), ("s2wd", "strong"))
     # metric → True when higher is better (decides what a "win" is)
     HIGHER_IS_BETTER: Mapping[str, bool] = {}
+    CONDITIONAL = False  # per-sample labels fixed in the denoisers (no sampler may evaluate part of the batch)
 
     # -- study hooks --------------------------------------------------------------------------------------------
     def plan(self) -> dict[str, M.Snapshot]:
@@ -68,17 +81,50 @@ class DigitsExperiment(Experiment):
         methods = OmegaConf.to_container(cfg.methods, resolve=True)
         if not methods:
             raise ConfigError(f"methods is empty; list at least one method (see conf/experiment/{cfg.name}.yaml)")
+        requested = [tuple(pair) for pair in cfg.get("comparisons") or []]
+        self.adaptive: dict[str, float] = {}  # adaptive-reflection method → calibration quantile
+        generated, pairs = self.generated_methods(methods, sampler["T"])
+        methods, requested = {**methods, **generated}, requested + pairs
         roles = {role: role for role in self.model_roles()}
-        self.methods = {}
+        self.methods, self.nfe_per_sample = {}, {}
         for name, spec in methods.items():
             steps = spec.pop("T", sampler["T"])
             check_int_range(f"methods.{name}.T", steps, 2)
             self.methods[name] = (steps, resolve_method(name, spec, sampler_defaults(sampler), roles, steps))
+        for method, base in requested:
+            if method not in self.methods or base not in self.methods:
+                raise ConfigError(f"comparison ({method}, {base}) names a method that is not configured; "
+                                  f"methods: {sorted(self.methods)}")
+        # the class's default pairs count only where both methods are configured
+        self.comparisons = [p for p in self.COMPARISONS if set(p) <= set(self.methods)] + requested
+        self.tuned = tuned_methods(self.methods)
+        check_tuning(cfg.get("tune"), seeds, list(self.HIGHER_IS_BETTER), self.tuned)
         self.classifier_spec = M.classifier_spec(cfg.digits)
         if not isinstance(cfg.train, bool):
             raise ConfigError(f"train={cfg.train!r} must be true or false")
         self.ckpt_dir = M.checkpoint_dir(cfg.digits, cfg.train, cfg.paths.cache_dir)
         M.check_available(self.snapshots, self.classifier_spec, self.ckpt_dir, cfg.train)
+
+    def generated_methods(self, methods: dict, num_steps: int) -> tuple[dict, list]:
+        """Methods (and comparisons) a study adds to the configured ones: the λ frontier's and adaptive reflection's,
+        if asked for."""
+        if not self.cfg.get("frontier"):
+            return {}, []
+        if "strong" not in methods:
+            raise ConfigError("frontier needs a `strong` method (standard DDIM, the λ = 0 point)")
+        frontier = self.cfg.frontier
+        out, pairs = frontier_methods(list(frontier.lams), list(frontier.windows), num_steps,
+                                      list(frontier.get("compare_with") or []))
+        if self.cfg.get("adaptive"):
+            if self.CONDITIONAL:
+                raise ConfigError("adaptive reflection evaluates part of the batch, which the per-sample labels of a "
+                                  "class-conditional net cannot follow; remove `adaptive:` from this study")
+            check_held_out("adaptive.seeds", list(self.cfg.adaptive.seeds), list(self.cfg.seeds))
+            fixed = [name for name in out if name.startswith("w2sd_")]
+            adaptive, adaptive_pairs, self.adaptive = adaptive_methods(list(self.cfg.adaptive.quantiles), num_steps,
+                                                                      fixed)
+            out, pairs = {**out, **adaptive}, pairs + adaptive_pairs
+        return out, pairs
 
     def model_roles(self) -> list[str]:
         return list(self.snapshots)
@@ -106,18 +152,56 @@ class DigitsExperiment(Experiment):
         gens = per_sample_generators(sample_seeds(seed, n))
         return per_sample_randn(gens, self.sample_shape()), gens
 
-    def sample_seed(self, models: dict[str, Denoiser], seed: int) -> tuple[dict, dict, dict]:
+    def sample_seed(self, models: dict[str, Denoiser], seed: int,
+                    methods: dict[str, tuple[int, dict]] | None = None) -> tuple[dict, dict, dict]:
         samples, nfe, wall = {}, {}, {}
-        for name, (steps, method) in self.methods.items():
+        for name, (steps, method) in (methods or self.methods).items():
             x_T, gens = self.initial_noise(seed, self.cfg.samples_per_seed)  # shared x_T; fresh generators
             start = time.perf_counter()
             out = run_method(method, models, x_T, self.schedule(steps), generators=gens)
             wall[name], nfe[name], samples[name] = time.perf_counter() - start, out.nfe, out.x
+            self.nfe_per_sample[name] = out.nfe_per_sample
         return samples, nfe, wall
+
+    def calibrate_adaptive(self, nets: dict[str, TinyUNet]) -> dict | None:
+        """Per-level thresholds of each adaptive method: its quantile of full W2SD's reflection displacements on the
+        held-out `adaptive.seeds` (one batch of all their samples)."""
+        if not self.adaptive:
+            return None
+        x = torch.cat([self.initial_noise(seed, self.cfg.samples_per_seed)[0] for seed in self.cfg.adaptive.seeds])
+        models = self.denoisers(nets, x.shape[0])
+        thresholds = {}
+        for name, quantile in self.adaptive.items():
+            steps, method = self.methods[name]
+            options = {k: v for k, v in method["options"].items() if k != "threshold"}
+            thresholds[name] = calibrate_threshold(models["strong"], models["weak"], x, self.schedule(steps),
+                                                   quantile, **options)
+            method["options"]["threshold"] = thresholds[name]
+        return {"seeds": list(self.cfg.adaptive.seeds), "quantiles": self.adaptive, "thresholds": thresholds}
+
+    def tune_guidance(self, models: dict[str, Denoiser]) -> dict | None:
+        """Pick w of every `w: tuned` method on the held-out seeds (difference guidance at the study's T)."""
+        if not self.tuned:
+            return None
+        tune, steps = self.cfg.tune, self.sampler_cfg["T"]
+        template = self.methods[self.tuned[0]][1]
+        candidates = {f"w={w}": (steps, {**template, "options": {**template["options"], "w": float(w)}})
+                      for w in tune.grid}
+        scores: dict[float, list[float]] = {float(w): [] for w in tune.grid}
+        for seed in tune.seeds:
+            samples, _, _ = self.sample_seed(models, seed, candidates)
+            for w in tune.grid:
+                scores[float(w)].append(self.measure(samples[f"w={w}"], self.cfg.samples_per_seed)[tune.metric])
+        means = {w: sum(v) / len(v) for w, v in scores.items()}
+        chosen = best_weight(means, self.HIGHER_IS_BETTER[tune.metric])
+        for name in self.tuned:
+            self.methods[name][1]["options"]["w"] = chosen
+        return {"metric": tune.metric, "seeds": list(tune.seeds), "T": steps, "scores": [[w, m] for w, m in
+                means.items()], "w": chosen, "methods": self.tuned}
 
     def delta_diagnostic(self, nets: dict[str, TinyUNet]) -> dict | None:
         """Δ1 = s_strong − s_weak vs Δ2 = s_ideal − s_strong along strong DDIM paths (seed of the first run)."""
-        if not {"strong", "weak", "ideal"} <= set(self.model_roles()):
+        if not {"strong", "weak", "ideal"} <= set(self.model_roles()) or not self.cfg.diagnostic_samples:
             return None
         n = min(self.cfg.samples_per_seed, self.cfg.diagnostic_samples)
         models = self.denoisers(nets, n)
@@ -136,13 +220,12 @@ class DigitsExperiment(Experiment):
             row["nfe"], row["per_seed"] = nfe[name], values
             metrics[name] = row
         comparisons = {}
-        for method, base in self.COMPARISONS:
-            if method in per_seed and base in per_seed:
-                comparisons[f"{method}_vs_{base}"] = {
-                    metric: {**paired_difference(per_seed[method][metric], per_seed[base][metric]).as_dict(),
-                             **win_rate(*((per_seed[method][metric], per_seed[base][metric]) if higher
-                                          else (per_seed[base][metric], per_seed[method][metric]))).as_dict()}
-                    for metric, higher in self.HIGHER_IS_BETTER.items()}
+        for method, base in self.comparisons:
+            comparisons[f"{method}_vs_{base}"] = {
+                metric: {**paired_difference(per_seed[method][metric], per_seed[base][metric]).as_dict(),
+                         **win_rate(*((per_seed[method][metric], per_seed[base][metric]) if higher
+                                      else (per_seed[base][metric], per_seed[method][metric]))).as_dict()}
+                for metric, higher in self.HIGHER_IS_BETTER.items()}
         return metrics, comparisons
 
     def run(self, run_dir: Path) -> RunResult:
@@ -150,7 +233,7 @@ class DigitsExperiment(Experiment):
             return self.run_stages(run_dir)
 
     def run_stages(self, run_dir: Path) -> RunResult:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         logger_for = self.logger_factory(run_dir)
         classifier, classifier_info = M.obtain_classifier(self.classifier_spec, self.ckpt_dir, self.cfg.train,
                                                           logger_for)
@@ -159,6 +242,7 @@ class DigitsExperiment(Experiment):
         self.setup_evaluation(classifier)
         n = self.cfg.samples_per_seed
         models = self.denoisers(nets, n)
+        tuning, adaptive = self.tune_guidance(models), self.calibrate_adaptive(nets)
         per_seed: dict[str, dict[str, list[float]]] = {name: {} for name in self.methods}
         wall_total: dict[str, float] = dict.fromkeys(self.methods, 0.0)
         first_samples: dict[str, torch.Tensor] = {}
@@ -169,13 +253,17 @@ class DigitsExperiment(Experiment):
                 wall_total[name] += wall[name]
                 for metric, value in self.measure(x, n).items():
                     per_seed[name].setdefault(metric, []).append(value)
+                per_seed[name].setdefault("nfe_per_sample", []).append(self.nfe_per_sample[name])
         metrics, comparisons = self.summarise(per_seed, nfe)
         extra = {"comparisons": comparisons, "delta_alignment": self.delta_diagnostic(nets),
                  "classifier": {**classifier_info, "config_hash": config_hash(self.classifier_spec)},
                  "nets": net_info, "prepare_time_s": prepare_time, "lam": self.sampler_cfg["lam"],
                  "method_T": {name: steps for name, (steps, _) in self.methods.items()},
-                 "num_seeds": len(self.cfg.seeds)}
+                 "num_seeds": len(self.cfg.seeds), "tuning": tuning, "adaptive": adaptive,
+                 "method_options": {name: m["options"] for name, (_, m) in self.methods.items()}}
         extra.update(self.study_extra(first_samples))
+        # CPU seconds of the whole study (one torch thread): its wall time on an idle core, whatever the machine's load
+        extra["cpu_time_s"] = time.process_time() - cpu_start
         figures = self.plot(first_samples, extra, run_dir) if self.cfg.figures else {}
         return RunResult(metrics=metrics, nfe=nfe, wall_time_s=wall_total, figures=figures, extra=extra)
 
