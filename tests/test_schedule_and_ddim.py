@@ -13,13 +13,20 @@ SDXL = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, n
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
 @pytest.mark.parametrize("steps", [10, 50, 7])
-def test_timesteps_match_diffusers(spacing: str, steps: int) -> None:
+def test_timesteps_match_diffusers_or_are_refused_off_the_ddim_chain(spacing: str, steps: int) -> None:
     config = dict(SDXL, timestep_spacing=spacing)
     ref = DDIMScheduler(**config)
     ref.set_timesteps(steps)
+    ts = ref.timesteps.tolist()
+    # DDIMScheduler.step lands t on t − N//T: the loop can follow it only when that is the next timestep
+    on_grid = all(t - 1000 // steps == nxt for t, nxt in zip(ts, ts[1:])) and ts[-1] - 1000 // steps < 0
+    if not on_grid:  # linspace; trailing with T not dividing N
+        with pytest.raises(ConfigError, match="timestep_spacing"):
+            schedule_from_diffusers(ref.config, steps)
+        return
     ours = schedule_from_diffusers(ref.config, steps)
-    assert list(ours.timesteps) == ref.timesteps.tolist()
-    assert torch.allclose(ours.alphas_cumprod.float(), ref.alphas_cumprod, rtol=1e-6)
+    assert list(ours.timesteps) == ts
+    assert torch.equal(ours.alphas_cumprod.float(), ref.alphas_cumprod)
 
 
 def test_paper_timesteps_sdxl_t50() -> None:
