@@ -108,32 +108,35 @@ FIX = "pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, 
 def ddim_scheduler(config: Mapping) -> Any:
     """diffusers' DDIMScheduler for a pipeline's scheduler config (any scheduler class), exactly as
     `DDIMScheduler.from_config(pipe.scheduler.config)`: options the config leaves out take DDIM's defaults, not the
-    original class's (e.g. set_alpha_to_one=True, clip_sample=True)."""
+    original class's (e.g. set_alpha_to_one=True)."""
     from diffusers import DDIMScheduler  # deferred: the toy experiments use this module without diffusers
 
     return DDIMScheduler.from_config(config)
 
 
-def check_step_options(options: Any) -> None:
-    """Refuse the DDIM step options an ε-sampler cannot reproduce (both act on x̂₀, not on ε)."""
-    if options.thresholding:
+def check_step_options(config: Mapping) -> None:
+    """Refuse the DDIM step options an ε-sampler cannot reproduce (both act on x̂₀, not on ε). They are read from
+    the config itself: a config without `clip_sample` (Euler/DPM files such as Juggernaut-XL's) is not clipped,
+    although DDIMScheduler.from_config would default it to True — a pixel-space default the checkpoint's own
+    scheduler never applies to latents."""
+    if config.get("thresholding", False):
         raise ConfigError("scheduler thresholding=True clips x̂₀ per sample inside each DDIM step, which the W2SD "
                           "loop cannot reproduce; turn it off: " + FIX.format("thresholding=False"))
-    if options.clip_sample:
-        raise ConfigError(f"scheduler clip_sample=True (DDIMScheduler's default when the config omits it) clamps x̂₀ "
-                          f"to ±{options.clip_sample_range} inside each DDIM step, which the W2SD loop cannot "
-                          "reproduce; turn it off: pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, "
-                          "clip_sample=False)")
+    if config.get("clip_sample", False):
+        raise ConfigError(f"scheduler clip_sample=True clamps x̂₀ to ±{config.get('clip_sample_range', 1.0)} inside "
+                          "each DDIM step, which the W2SD loop cannot reproduce; turn it off: "
+                          + FIX.format("clip_sample=False"))
 
 
 def schedule_from_diffusers(config: Mapping, num_steps: int) -> DiscreteSchedule:
     """The schedule `DDIMScheduler.from_config(config)` runs for `num_steps` (config: e.g. `pipe.scheduler.config` of
     any scheduler class): its float32 ā table (beta_schedule, trained_betas, rescale_betas_zero_snr), its timesteps
-    (timestep_spacing, steps_offset) and its last level (set_alpha_to_one)."""
+    (timestep_spacing, steps_offset) and its last level (set_alpha_to_one); clip_sample and thresholding as
+    `check_step_options` says."""
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ConfigError(f"num_steps={num_steps!r} must be a positive integer (the number of sampling steps T)")
     ddim = ddim_scheduler(config)
-    check_step_options(ddim.config)
+    check_step_options(config)
     n = ddim.config.num_train_timesteps
     if num_steps > n:
         raise ConfigError(f"num_steps={num_steps} exceeds num_train_timesteps={n}; lower T")
