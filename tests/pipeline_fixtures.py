@@ -37,6 +37,7 @@ from transformers import (
 )
 
 from w2sd.pipelines.moe import install_moe
+from w2sd.seeding import per_sample_generators, per_sample_randn
 
 SIZE = 32  # image side; latents are 16×16 with the 2-level VAE
 HUB = Path(__file__).resolve().parent / "fixtures" / "hub_configs"
@@ -70,7 +71,14 @@ def ddim_twin(pipe):
     A config without clip_sample is not clipped (w2sd.schedule.check_step_options)."""
     config = pipe.scheduler.config
     ddim = DDIMScheduler.from_config(config, clip_sample=config.get("clip_sample", False))
-    return ready(type(pipe).from_pipe(pipe, scheduler=ddim))
+    return ready(type(pipe).from_pipe(pipe, scheduler=ddim, dtype=pipe.dtype))  # from_pipe casts (default fp32)
+
+
+def unit_noise(pipe, seed: int, num_frames: int | None = None) -> torch.Tensor:
+    """x_T of one sample drawn independently of w2sd.pipelines.latents: a CPU generator per seed, unit variance."""
+    channels = (getattr(pipe, "unet", None) or pipe.transformer).config.in_channels
+    frames = (num_frames,) if num_frames else ()
+    return per_sample_randn(per_sample_generators([seed]), (channels, *frames, SIZE // 2, SIZE // 2))
 
 
 def tokenizer() -> CLIPTokenizer:

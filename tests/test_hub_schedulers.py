@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline_fixtures as F  # noqa: E402
 
 from w2sd.pipelines import w2sd_generate  # noqa: E402
-from w2sd.seeding import per_sample_generators, per_sample_randn  # noqa: E402
 from w2sd.validation import ConfigError  # noqa: E402
 
 T, SEED, TOL = 4, 3, 1e-4
@@ -41,17 +40,11 @@ CASES = {
 }
 
 
-def unit_noise(pipe) -> torch.Tensor:
-    """x_T drawn independently of w2sd.pipelines.latents: one CPU generator per seed, no scaling."""
-    channels = pipe.unet.config.in_channels
-    return per_sample_randn(per_sample_generators([SEED]), (channels, F.SIZE // 2, F.SIZE // 2))
-
-
 def assert_lambda_zero_is_ddim(pipe, prompt: str = "a red cat", cfg: float = 1.0) -> None:
     setting = {"cfg": cfg}
     ours = w2sd_generate(strong=(pipe, setting), weak=(pipe, setting), prompt=prompt, T=T, lam=0, seed=SEED,
                          height=F.SIZE, width=F.SIZE, output_type="latent").images
-    ref = F.ddim_twin(pipe)(prompt=prompt, num_inference_steps=T, guidance_scale=cfg, latents=unit_noise(pipe),
+    ref = F.ddim_twin(pipe)(prompt=prompt, num_inference_steps=T, guidance_scale=cfg, latents=F.unit_noise(pipe, SEED),
                             height=F.SIZE, width=F.SIZE, output_type="latent").images
     assert ours.dtype == torch.float32 and ours.shape == ref.shape
     assert (ours - ref).abs().max().item() <= TOL

@@ -120,12 +120,12 @@ def prediction_type(pipe: Any) -> str:
 def execution_device(pipe: Any) -> torch.device:
     """Where the pipe's networks run: diffusers' `_execution_device`, which follows the hooks of
     enable_model_cpu_offload / enable_sequential_cpu_offload (the network itself then sits on CPU or meta)."""
-    device = getattr(pipe, "_execution_device", None) or denoiser_network(pipe).device
-    if torch.device(device).type == "meta":
-        raise ConfigError(f"{type(pipe).__name__} has its weights on the meta device and no offload hook, so it cannot "
-                          "run; load it without device_map/low_cpu_mem_usage tricks or call pipe.to('cuda') or "
-                          "pipe.enable_model_cpu_offload()")
-    return torch.device(device)
+    network = denoiser_network(pipe)
+    if network.device.type == "meta" and not any(hasattr(m, "_hf_hook") for m in network.modules()):
+        raise ConfigError(f"the {type(network).__name__} of {type(pipe).__name__} has its weights on the meta device "
+                          "and no offload hook, so it cannot run; load its weights (no device_map / meta init) and "
+                          "call pipe.to('cuda') or pipe.enable_model_cpu_offload()")
+    return torch.device(getattr(pipe, "_execution_device", None) or network.device)
 
 
 def apply_lora(module: nn.Module, scales: Mapping[str, float] | None) -> None:
