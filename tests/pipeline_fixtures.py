@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import diffusers
@@ -89,11 +91,31 @@ def tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
 
 
+_REAL_SIZE = False
+
+
+@contextmanager
+def real_size() -> Iterator[None]:
+    """Inside it the builders below skip the shrink: the checkpoints' real architectures with random weights
+    (benchmarks/gpu_smoke.py, benchmarks/bench_overhead.py)."""
+    global _REAL_SIZE
+    _REAL_SIZE = True
+    try:
+        yield
+    finally:
+        _REAL_SIZE = False
+
+
+def shrink(config: dict, **small) -> dict:
+    """`config` with the width/depth entries `small` (nothing changed inside real_size())."""
+    return dict(config) if _REAL_SIZE else {**config, **small}
+
+
 def text_config(repo: str, name: str = "text_encoder_config.json") -> CLIPTextConfig:
     """The checkpoint's text encoder (activation, projection_dim, token ids) at 32 wide, 2 layers deep."""
     config = {k: v for k, v in hub_config(repo, name).items() if k not in ("architectures", "torch_dtype")}
-    return CLIPTextConfig(**{**config, "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
-                             "num_hidden_layers": 2, "vocab_size": 1000, "max_position_embeddings": 16})
+    return CLIPTextConfig(**shrink(config, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                                   num_hidden_layers=2, vocab_size=1000, max_position_embeddings=16))
 
 
 def _ends(values: list) -> tuple:
@@ -103,26 +125,25 @@ def _ends(values: list) -> tuple:
 
 def vae(repo: str = SD15) -> AutoencoderKL:
     config = hub_config(repo, "vae_config.json")
-    return AutoencoderKL.from_config({**config, "block_out_channels": WIDTH, "layers_per_block": 1,
-                                      "down_block_types": _ends(config["down_block_types"]),
-                                      "up_block_types": _ends(config["up_block_types"]), "sample_size": SIZE})
+    return AutoencoderKL.from_config(shrink(config, block_out_channels=WIDTH, layers_per_block=1, sample_size=SIZE,
+                                            down_block_types=_ends(config["down_block_types"]),
+                                            up_block_types=_ends(config["up_block_types"])))
 
 
-def shrunk_unet_config(config: dict, cross_attention_dim: int) -> dict:
+def unet_config(config: dict, cross_attention_dim: int) -> dict:
     """A UNet/ControlNet config at WIDTH channels, one layer per block, 16×16 latents; everything else as shipped."""
     heads = config.get("attention_head_dim", 8)
     layers = config.get("transformer_layers_per_block", 1)
-    return {**config, "block_out_channels": WIDTH, "layers_per_block": 1, "norm_num_groups": 8,
-            "cross_attention_dim": cross_attention_dim, "sample_size": SIZE // 2,
-            "down_block_types": _ends(config["down_block_types"]),
-            **({"up_block_types": _ends(config["up_block_types"])} if "up_block_types" in config else {}),
-            "attention_head_dim": (2, 4) if isinstance(heads, list) else heads,
-            "transformer_layers_per_block": (1, 2) if isinstance(layers, list) else layers}
+    ups = {"up_block_types": _ends(config["up_block_types"])} if "up_block_types" in config else {}
+    return shrink(config, block_out_channels=WIDTH, layers_per_block=1, norm_num_groups=8,
+                  cross_attention_dim=cross_attention_dim, sample_size=SIZE // 2,
+                  down_block_types=_ends(config["down_block_types"]), **ups,
+                  attention_head_dim=(2, 4) if isinstance(heads, list) else heads,
+                  transformer_layers_per_block=(1, 2) if isinstance(layers, list) else layers)
 
 
 def unet(repo: str = SD15, cross_attention_dim: int = 32) -> UNet2DConditionModel:
-    return UNet2DConditionModel.from_config(shrunk_unet_config(hub_config(repo, "unet_config.json"),
-                                                               cross_attention_dim))
+    return UNet2DConditionModel.from_config(unet_config(hub_config(repo, "unet_config.json"), cross_attention_dim))
 
 
 def sd15_unet() -> UNet2DConditionModel:
@@ -164,10 +185,10 @@ def sdxl_pipeline(seed: int = 0, repo: str = SDXL) -> StableDiffusionXLPipeline:
 def controlnet_pipeline(seed: int = 0) -> StableDiffusionControlNetPipeline:
     base = sd15_pipeline(seed)
     torch.manual_seed(seed + 1)
-    config = shrunk_unet_config(hub_config(CONTROLNET, "config.json"), cross_attention_dim=32)
-    del config["sample_size"]  # a ControlNet has none
+    config = unet_config(hub_config(CONTROLNET, "config.json"), cross_attention_dim=32)
+    config.pop("sample_size", None)  # a ControlNet has none
     # one conditioning-embedding downsampling, matching the 2-level VAE (the real 4-entry list downsamples by 8)
-    controlnet = ControlNetModel.from_config({**config, "conditioning_embedding_out_channels": (16, 32)})
+    controlnet = ControlNetModel.from_config(shrink(config, conditioning_embedding_out_channels=(16, 32)))
     return ready(StableDiffusionControlNetPipeline(**base.components, controlnet=controlnet))
 
 
@@ -184,9 +205,9 @@ def save_tiny_ip_adapter(unet: UNet2DConditionModel, folder: Path, seed: int = 0
     real = {k: v for k, v in hub_config(IP_ADAPTER, "image_encoder_config.json").items()
             if k not in ("architectures", "torch_dtype")}
     # the real ViT-H/14 tower (gelu, projection_dim 1024) at 32 wide, 2 layers, on 32-pixel images
-    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**{
-        **real, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37,
-        "image_size": 32, "patch_size": 4}))
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**shrink(
+        real, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32,
+        patch_size=4)))
     dim, embed, tokens = unet.config.cross_attention_dim, encoder.config.projection_dim, 4
     encoder.save_pretrained(folder / "models" / "image_encoder")
     weights = {"image_proj.proj.weight": torch.randn(tokens * dim, embed) * 0.2,
@@ -200,7 +221,7 @@ def save_tiny_ip_adapter(unet: UNet2DConditionModel, folder: Path, seed: int = 0
             (list(reversed(channels)) if block[0] == "up_blocks" else channels)[int(block[1])]
         for proj in ("to_k_ip", "to_v_ip"):
             weights[f"ip_adapter.{2 * i + 1}.{proj}.weight"] = torch.randn(hidden, dim) * 0.2
-    save_file(weights, str(folder / "models" / IP_ADAPTER_WEIGHTS))
+    save_file({k: v.cpu() for k, v in weights.items()}, str(folder / "models" / IP_ADAPTER_WEIGHTS))
     return folder
 
 
@@ -222,9 +243,9 @@ def animatediff_sdxl_pipeline(seed: int = 0, repo: str = JUGGERNAUT) -> AnimateD
     """The video preset's pipeline: the SDXL motion adapter's config on `repo` (Juggernaut-XL by default)."""
     components = sdxl_components(seed, repo)
     torch.manual_seed(seed + 1)
-    adapter = MotionAdapter.from_config({**hub_config(MOTION, "config.json"), "block_out_channels": WIDTH,
-                                         "motion_layers_per_block": 1, "motion_norm_num_groups": 8,
-                                         "motion_num_attention_heads": 2})
+    adapter = MotionAdapter.from_config(shrink(hub_config(MOTION, "config.json"), block_out_channels=WIDTH,
+                                               motion_layers_per_block=1, motion_norm_num_groups=8,
+                                               motion_num_attention_heads=2))
     return ready(AnimateDiffSDXLPipeline(**components, motion_adapter=adapter))
 
 
@@ -232,9 +253,9 @@ def dit_moe_pipeline(seed: int = 0, num_experts: int = 8) -> DiTPipeline:
     """A DiT whose block MLPs are 8-expert MoE layers (num_experts=0: the plain DiT it is built from). DiT-XL-2-256's
     VAE config was not found; SD1.5's (the same 0.18215-scaled KL-f8 family) stands in."""
     torch.manual_seed(seed)
-    transformer = DiTTransformer2DModel.from_config({**hub_config(DIT, "transformer_config.json"), "num_layers": 2,
-                                                     "attention_head_dim": 8, "num_attention_heads": 2,
-                                                     "sample_size": SIZE // 2})
+    transformer = DiTTransformer2DModel.from_config(shrink(hub_config(DIT, "transformer_config.json"), num_layers=2,
+                                                           attention_head_dim=8, num_attention_heads=2,
+                                                           sample_size=SIZE // 2))
     if num_experts:
         install_moe(transformer, num_experts)
     pipe = DiTPipeline(transformer=transformer, vae=vae(SD15), scheduler=hub_scheduler(DIT),
