@@ -13,6 +13,7 @@ import pipeline_fixtures as F  # noqa: E402
 
 from w2sd.pipelines import ModelSetting, PipelineDenoiser, w2sd_generate  # noqa: E402
 from w2sd.pipelines.encoding import encode  # noqa: E402
+from w2sd.pipelines.loading import load_pipeline  # noqa: E402
 from w2sd.validation import ConfigError  # noqa: E402
 
 T, SEED = 4, 3
@@ -77,3 +78,16 @@ def test_network_on_meta_without_offload_hooks_fails_with_one_line() -> None:
     with pytest.raises(ConfigError) as err:
         PipelineDenoiser(pipe, ModelSetting(), cond)
     assert "\n" not in str(err.value) and "meta" in str(err.value) and "enable_model_cpu_offload" in str(err.value)
+
+
+def test_spec_loads_an_fp16_sdxl_folder_with_its_own_scheduler_and_model_offload(tmp_path) -> None:
+    F.sdxl_pipeline().save_pretrained(tmp_path / "sdxl")
+    spec = {"pipeline": "StableDiffusionXLPipeline", "path": str(tmp_path / "sdxl"), "dtype": "float16",
+            "offload": "model"}
+    pipe = load_pipeline("gap.models.base", spec, "cpu")
+    assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler" and hasattr(pipe.unet, "_hf_hook")
+    out = latents(pipe, lam=2)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    with pytest.raises(ConfigError, match="offload='gpu'") as err:
+        load_pipeline("gap.models.base", {**spec, "offload": "gpu"})
+    assert "\n" not in str(err.value)
