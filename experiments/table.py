@@ -138,25 +138,37 @@ def model_weight_lines(key: str, spec: Mapping) -> list[str]:
     return lines
 
 
+def weight_line(key: str, what: str, found: bool) -> str:
+    return f"  found    {key}: {what}" if found else f"  MISSING  {key}: {what} not found; set ++{key}=/local/path"
+
+
+def model_found(value: str | None, marker: str) -> bool:
+    """A from_pretrained argument: an existing local folder or a Hub id in the HF cache."""
+    return bool(value) and (Path(value).expanduser().exists() or cached(value, marker))
+
+
 def scorer_weight_lines(key: str, scorer: Mapping) -> list[str]:
     """Every weight one scorer config loads, checked the way its loader looks (local path, else the HF cache)."""
     lines = []
     for name, kind in SCORER_WEIGHTS.get(scorer.get("_target_", ""), {}).items():
-        value, full = scorer.get(name), f"{key}.{name}"
+        value = scorer.get(name)
         if kind[0] == "file":
             repo, file = kind[1], kind[2] or HPS_FILES[scorer.get("version", "v2.1")]
             found = Path(value).expanduser().is_file() if value else cached(repo, file)
-            what = value or f"{repo} {file} (HF cache)"
+            lines.append(weight_line(f"{key}.{name}", value or f"{repo} {file} (HF cache)", found))
         else:
-            found = bool(value) and (Path(value).expanduser().exists() or cached(value, kind[1]))
-            what = value
-        lines.append(f"  found    {full}: {what}" if found else
-                     f"  MISSING  {full}: {what} not found; set ++{full}=/local/path")
+            lines.append(weight_line(f"{key}.{name}", value, model_found(value, kind[1])))
     if "references" in scorer:
-        ok = scorer.get("references") not in (None, "???") and Path(str(scorer["references"])).is_dir()
-        lines.append(f"  {'found  ' if ok else 'MISSING'}  {key}.references: {scorer.get('references')}"
-                     + ("" if ok else f"; set ++{key}.references=/folder/of/reference/images"))
+        folder = scorer.get("references")
+        lines.append(weight_line(f"{key}.references", f"reference images {folder}",
+                                 folder not in (None, "???") and Path(str(folder)).is_dir()))
     return lines
+
+
+def video_lines(key: str, video: Mapping) -> list[str]:
+    """The DINO / CLIP models of the VBench-style subject and background consistency, when set."""
+    return [weight_line(f"{key}.{part}", video[part], model_found(video[part], "config.json"))
+            for part in ("subject", "background") if video.get(part)]
 
 
 def distribution_lines(key: str, dist: Mapping) -> list[str]:
@@ -165,10 +177,13 @@ def distribution_lines(key: str, dist: Mapping) -> list[str]:
         return []
     lines = []
     if "fid" in metrics:
+        fix = f"set ++{key}.reference_dir=/imagenet/reference/folder"
         try:
-            lines.append(f"  found    {key}.reference_dir: {len(reference_images(dist.get('reference_dir')))} images")
+            found = len(reference_images(dist["reference_dir"])) if dist.get("reference_dir") else 0
+            lines.append(f"  found    {key}.reference_dir: {found} images" if found else
+                         f"  MISSING  {key}.reference_dir: no FID reference images; {fix}")
         except ConfigError as err:
-            lines.append(f"  MISSING  {err}; set ++{key}.reference_dir=/imagenet/reference/folder")
+            lines.append(f"  MISSING  {err}; {fix}")
     if dist.get("extractor") is None:
         weights = dist.get("inception_weights")
         if weights and Path(weights).is_file():
@@ -224,9 +239,10 @@ class TableExperiment(Experiment):
 
     def validate(self) -> None:
         cfg = self.cfg
-        self.table = str(cfg.table)
+        self.table = str(cfg.paper_table)
         if self.table not in TABLES:
-            raise ConfigError(f"table={self.table!r} is not a paper table here; choose from {sorted(TABLES, key=int)}")
+            raise ConfigError(f"paper_table={self.table!r} is not a paper table here; choose from "
+                              f"{sorted(TABLES, key=int)}")
         self.caption, self.columns, paper_blocks = TABLES[self.table]
         check_int_range("devices", cfg.devices, 1)
         self.shards = check_int_range("shards", cfg.shards, 1)
@@ -291,6 +307,7 @@ class TableExperiment(Experiment):
         scored = OmegaConf.to_container(self.blocks[0].evaluation, resolve=True)
         for name in scored["scorer_names"]:
             lines += scorer_weight_lines(f"evaluate.scorers.{name}", scored["scorers"][name])
+        lines += video_lines("evaluate.video", scored["video"])
         lines += distribution_lines("evaluate.distribution", scored["distribution"])
         lines += self.cost_lines()
         return "\n".join(lines)
