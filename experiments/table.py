@@ -17,23 +17,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from huggingface_hub import try_to_load_from_cache
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from PIL import Image
+from torchmetrics.image.fid import FrechetInceptionDistance
 
+from experiments.evaluate import method_images
 from experiments.gallery import Column, write_gallery
 from experiments.generate import GenerationExperiment
 from paper_figures.paper_tables import TABLES, our_value
 from w2sd.evaluation.aesthetic import AESTHETIC_HEAD_FILE, AESTHETIC_HEAD_REPO
-from w2sd.evaluation.distribution import reference_images
+from w2sd.evaluation.distribution import _feed as stream_batches  # the batching FID/IS already use
+from w2sd.evaluation.distribution import inception_extractor, reference_images
 from w2sd.evaluation.hps import HPS_FILES, HPS_REPO
 from w2sd.evaluation.image_reward import IMAGE_REWARD_REPO
+from w2sd.evaluation.run_dir import load_generation_run
+from w2sd.evaluation.scorer import pick_device
 from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.pipelines.loading import MARKERS, resolve_source
@@ -171,9 +179,10 @@ def video_lines(key: str, video: Mapping) -> list[str]:
             for part in ("subject", "background") if video.get(part)]
 
 
-def distribution_lines(key: str, dist: Mapping) -> list[str]:
+def distribution_lines(key: str, dist: Mapping, fid_stats: bool = False) -> list[str]:
+    """The FID reference folder and the Inception weights set-level metrics (or FID against statistics) need."""
     metrics = list(dist.get("metrics") or [])
-    if not metrics:
+    if not metrics and not fid_stats:
         return []
     lines = []
     if "fid" in metrics:
@@ -233,6 +242,35 @@ def benchmark_seconds(folder: Path) -> dict[str, float]:
     return found
 
 
+def fid_from_statistics(images: Iterable[Image.Image], stats: str | Path, feature: torch.nn.Module, *,
+                        batch_size: int = 50, image_size: int | None = None,
+                        device: str | torch.device = "cpu") -> float:
+    """FID of `images` against reference statistics: an .npz with `mu` and `sigma` of the same feature network
+    (pytorch-fid's `--save-stats` files; ADM's ImageNet reference batches such as VIRTUAL_imagenet256_labeled.npz).
+    torchmetrics' FID is used with its reference sums set so that they give exactly this mean and covariance."""
+    path = Path(stats)
+    if not path.is_file():
+        raise ConfigError(f"fid_stats={stats} does not exist; give an .npz with mu and sigma (e.g. ADM's "
+                          "VIRTUAL_imagenet256_labeled.npz) or use evaluate.distribution.reference_dir")
+    with np.load(path) as data:
+        if "mu" not in data or "sigma" not in data:
+            raise ConfigError(f"fid_stats={stats} has arrays {list(data)}; it needs mu and sigma")
+        mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+    metric = FrechetInceptionDistance(feature=feature).to(device)
+    if metric.real_features_sum.shape[0] != mu.shape[0]:
+        raise ConfigError(f"fid_stats={stats} holds {mu.shape[0]}-d statistics but the extractor gives "
+                          f"{metric.real_features_sum.shape[0]}-d features; use statistics of the same network")
+    n = 2  # any count ≥ 2 restores the covariance exactly: cov = (Σxxᵀ − n·μμᵀ)/(n − 1)
+    real = metric.real_features_sum
+    metric.real_features_sum = torch.from_numpy(mu * n).to(real)
+    metric.real_features_cov_sum = torch.from_numpy(sigma * (n - 1) + n * np.outer(mu, mu)).to(real)
+    metric.real_features_num_samples = torch.tensor(n, device=real.device)
+    count = stream_batches(images, batch_size, image_size, lambda b: metric.update(b, real=False), device)
+    if count < 2:
+        raise ConfigError(f"FID needs >= 2 generated images, got {count}")
+    return float(metric.compute())
+
+
 # -- the experiment ---------------------------------------------------------------------------------------------
 class TableExperiment(Experiment):
     """validate (blocks, weights, cost report) → generate every block → score every block → table + gallery."""
@@ -284,6 +322,8 @@ class TableExperiment(Experiment):
         baseline = rename.get("strong", "strong")
         with open_dict(evaluation):
             evaluation.methods = wanted
+            if self.cfg.fid_stats:  # FID against the .npz statistics instead of a reference folder
+                evaluation.distribution.metrics = [m for m in evaluation.distribution.metrics if m != "fid"]
             # each W2SD-like row against the strong row: the paper's MPS pairs and Table 6's win rates
             evaluation.comparisons = [[m, baseline] for m in wanted
                                       if m not in (baseline, rename.get("weak", "weak"))] or None
@@ -308,7 +348,10 @@ class TableExperiment(Experiment):
         for name in scored["scorer_names"]:
             lines += scorer_weight_lines(f"evaluate.scorers.{name}", scored["scorers"][name])
         lines += video_lines("evaluate.video", scored["video"])
-        lines += distribution_lines("evaluate.distribution", scored["distribution"])
+        lines += distribution_lines("evaluate.distribution", scored["distribution"], bool(self.cfg.fid_stats))
+        if self.cfg.fid_stats:
+            lines.append(weight_line("fid_stats", f"FID reference statistics {self.cfg.fid_stats}",
+                                     Path(self.cfg.fid_stats).is_file()))
         lines += self.cost_lines()
         return "\n".join(lines)
 
@@ -376,7 +419,30 @@ class TableExperiment(Experiment):
                 block.evaluation.run_dir = str(block.gen_dir(run_dir))
                 block.evaluation.generation_manifest = config_hash(manifest.decode("utf-8"))
             results[block.name] = run_experiment(block.evaluation, block.eval_dir(run_dir))
+            if self.cfg.fid_stats:
+                for method, value in self.fid_against_stats(block, run_dir).items():
+                    results[block.name]["metrics"][method]["fid"] = value
         return results
+
+    def fid_against_stats(self, block: Block, run_dir: Path) -> dict[str, float]:
+        """FID per method against `fid_stats` (.npz), stored beside the evaluation and reused while the
+        generation manifest and the statistics file are unchanged."""
+        dist = block.evaluation.distribution
+        key = config_hash({"manifest": block.evaluation.generation_manifest, "stats": str(self.cfg.fid_stats),
+                           "stats_size": Path(self.cfg.fid_stats).stat().st_size if Path(self.cfg.fid_stats).is_file()
+                           else None, "extractor": OmegaConf.to_container(dist, resolve=True)})
+        stored = block.eval_dir(run_dir) / "fid_stats.json"
+        if stored.is_file() and json.loads(stored.read_text())["key"] == key:
+            return json.loads(stored.read_text())["fid"]
+        feature = instantiate(dist.extractor) if dist.extractor is not None else \
+            inception_extractor("2048", dist.inception_weights)
+        device = pick_device(dist.device)
+        generation = load_generation_run(block.gen_dir(run_dir))
+        fid = {m: fid_from_statistics(method_images(samples), self.cfg.fid_stats, feature.to(device),
+                                      batch_size=dist.batch_size, image_size=dist.image_size, device=device)
+               for m, samples in generation.samples.items() if m in block.methods}
+        atomic_write_json(stored, {"key": key, "stats": str(self.cfg.fid_stats), "fid": fid})
+        return fid
 
     def cells(self, results: dict[str, dict]) -> Iterator[dict]:
         """One record per (row, metric): paper value, ours, its CI and ours − paper."""

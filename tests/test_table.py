@@ -9,14 +9,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline_fixtures as F  # noqa: E402
-from eval_tiny_models import tiny_clip, tiny_head, tiny_hps  # noqa: E402
+from eval_tiny_models import TinyFeatures, pattern_image, tiny_clip, tiny_head, tiny_hps  # noqa: E402
 
 from experiments.gallery import LABEL_HEIGHT, gallery_indices  # noqa: E402
+from experiments.table import fid_from_statistics  # noqa: E402
+from w2sd.evaluation.distribution import fid  # noqa: E402
 from w2sd.runner import run_experiment  # noqa: E402
 from w2sd.validation import ConfigError  # noqa: E402
 
@@ -166,3 +170,17 @@ def test_bad_table_settings_fail_in_one_line(compose_config, tmp_path, overrides
 def test_gallery_rows_are_bounded_evenly_spread_and_stable() -> None:
     assert gallery_indices(list(range(100)), 8) == [0, 14, 28, 42, 57, 71, 85, 99]  # round(k·99/7)
     assert gallery_indices([3, 5], 8) == [3, 5]
+
+
+def test_fid_against_npz_statistics_equals_fid_against_the_images_they_summarise(tmp_path) -> None:
+    reference = [pattern_image(s, 16) for s in range(12)]
+    generated = [pattern_image(100 + s, 16) for s in range(7)]
+    features = np.stack([TinyFeatures()(torch.from_numpy(np.asarray(im)).permute(2, 0, 1)[None]).numpy()[0]
+                         for im in reference]).astype(np.float64)
+    np.savez(tmp_path / "ref.npz", mu=features.mean(0), sigma=np.cov(features, rowvar=False))
+    expected = fid(generated, reference, feature=TinyFeatures(), batch_size=5)
+    assert fid_from_statistics(generated, tmp_path / "ref.npz", TinyFeatures(), batch_size=5) == \
+        pytest.approx(expected, rel=1e-6)
+    np.savez(tmp_path / "bad.npz", mu=np.zeros(3), sigma=np.eye(3))
+    with pytest.raises(ConfigError, match="3-d statistics but the extractor gives 6-d"):
+        fid_from_statistics(generated, tmp_path / "bad.npz", TinyFeatures())
