@@ -119,8 +119,8 @@ def _diffusers_callback(pipe: Any, callback: StepCallback | None, tensor_inputs:
 
 def _checked(pipe: Any, x: torch.Tensor, output_type: str) -> Any:
     """Decode and run the pipeline's safety checker, as its __call__ does (flagged images come back black)."""
-    decoded = decode(pipe, x, "np")
-    images, nsfw = pipe.run_safety_checker(decoded.images, denoiser_network(pipe).device, pipe.safety_checker.dtype)
+    decoded, network = decode(pipe, x, "np"), denoiser_network(pipe)
+    images, nsfw = pipe.run_safety_checker(decoded.images, network.device, network.dtype)
     if output_type == "pil":
         images = pipe.image_processor.numpy_to_pil(images)
     elif output_type == "pt":
