@@ -158,6 +158,14 @@ def test_dry_run_without_a_benchmark_says_gpu_hours_are_unknown(compose_config, 
     assert "MISSING  evaluate.distribution.reference_dir" in out and "blocks.eval_t3.set.gap.models.base.moe" in out
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("table_*.yaml")))
+def test_every_table_config_builds_its_blocks_and_dry_runs(name, compose_config, capsys, tmp_path) -> None:
+    with pytest.raises(SystemExit) as stop:
+        run_experiment(compose_config([f"experiment={name}", "dry_run=true"]), tmp_path / "run")
+    out = capsys.readouterr().out
+    assert stop.value.code == 0 and "denoiser calls per image" in out and "total:" in out
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["shards=2", "shard=2"], "shard=2 must be in"),
     (["paper_table=2"], "blocks.eval_t2.preset is not set"),
