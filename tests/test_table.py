@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pipeline_fixtures as F  # noqa: E402
 from eval_tiny_models import TinyFeatures, pattern_image, tiny_clip, tiny_head, tiny_hps  # noqa: E402
 
-from experiments.gallery import LABEL_HEIGHT, gallery_indices  # noqa: E402
+from experiments.gallery import LABEL_HEIGHT, gallery_indices, tile  # noqa: E402
 from experiments.table import fid_from_statistics  # noqa: E402
 from w2sd.evaluation.distribution import fid  # noqa: E402
 from w2sd.runner import run_experiment  # noqa: E402
@@ -194,3 +194,14 @@ def test_fid_against_npz_statistics_equals_fid_against_the_images_they_summarise
     np.savez(tmp_path / "bad.npz", mu=np.zeros(3), sigma=np.eye(3))
     with pytest.raises(ConfigError, match="3-d statistics but the extractor gives 6-d"):
         fid_from_statistics(generated, tmp_path / "bad.npz", TinyFeatures())
+
+
+def test_a_video_tile_shows_its_first_middle_and_last_frame(tmp_path) -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    strip = Image.new("RGB", (8 * len(colours), 8))
+    for k, colour in enumerate(colours):
+        strip.paste(Image.new("RGB", (8, 8), colour), (8 * k, 0))
+    strip.save(tmp_path / "video.png")
+    shown = tile(tmp_path / "video.png", len(colours), 8)
+    assert shown.size == (24, 8)
+    assert [shown.getpixel((8 * k + 4, 4)) for k in range(3)] == [colours[0], colours[2], colours[4]]
