@@ -132,7 +132,7 @@ def test_resume_recomputes_only_missing_images(tiny, tmp_path, compose_config) -
     assert kept.stat().st_mtime_ns == mtime  # not recomputed
     assert {p: p.read_bytes() for p in run_dir.glob("*/*.png")} == first  # the lost one is back, identical
     rows = read_manifest(run_dir)
-    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 6
+    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 8
     with pytest.raises(ConfigError, match="another config"):
         run_experiment(compose_config(args[:-1] + ["gap.settings.strong.cfg=3.0"] + args[-1:]), run_dir)
 
