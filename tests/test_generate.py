@@ -216,6 +216,6 @@ def test_ddp_two_processes_write_the_same_images_as_one(tiny, tmp_path, compose_
     run_experiment(compose_config(overrides("sd15_cfg", tiny, two, ddp, prompts=3)), two)
     images_one = {p.relative_to(one): p.read_bytes() for p in one.glob("*/0*.png")}
     images_two = {p.relative_to(two): p.read_bytes() for p in two.glob("*/0*.png")}
-    assert len(images_one) == 9 and images_one == images_two
+    assert len(images_one) == 12 and images_one == images_two
     rows = read_manifest(two)
-    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 9
+    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 12
