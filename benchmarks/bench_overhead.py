@@ -1,5 +1,8 @@
-# Cost of W2SD vs standard sampling on a tiny SDXL+LoRA pipeline: NFE, UNet batch-rows, wall time (paper.md §6).
-"""`python -m benchmarks.bench_overhead [--T 50] [--repeats 3]` → results/bench_overhead/results.json.
+# Cost of W2SD vs standard sampling with a LoRA pair: NFE, UNet batch-rows, wall and CPU time (paper.md §6).
+"""`python -m benchmarks.bench_overhead [--T 50] [--repeats 3]` → results/bench_overhead/results.json (tiny SDXL,
+32×32 images); `--pipeline sd15 --T 10 --repeats 1 --out results/bench_sd15_cpu/results.json`: the real SD1.5 UNet
+architecture (its Hub config, random weights, ~3.5 GB in float32) on 64×64 latents, where the UNet dominates and
+wall(W2SD)/wall(standard) should approach the UNet-row ratio. `--table` prints the docs table of both result files.
 
 Configuration: the paper's LoRA pair (App. B.1): reflection legs LoRA 0.8 / −1.5 at CFG 1, main step LoRA 0.8 at
 CFG 5.5, λ = T − 1. Rows are counted by a forward hook on the UNet (one row = one latent through the network).
@@ -8,12 +11,15 @@ batch-2 CFG pass for every call whose guidance scale is not negative, including 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextModel
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -37,27 +43,52 @@ def released_code_rows(T: int, lam: int, cfgs: dict[str, float], batch: int = 1)
     return {"nfe": T + 2 * lam, "unet_rows": T * rows["main"] + lam * (rows["strong_leg"] + rows["weak_leg"])}
 
 
-def measure(T: int, repeats: int) -> dict:
-    pipe = F.sdxl_pipeline(0)
+def tiny_sdxl() -> tuple[object, int]:
+    return F.sdxl_pipeline(0), F.SIZE
+
+
+def real_sd15() -> tuple[object, int]:
+    """SD1.5's real UNet (tests/fixtures/hub_configs) with random weights; a 2-layer text encoder of its real width
+    (768, the UNet's cross_attention_dim) and the tiny VAE, which only sets the 8× latent factor here (no decode)."""
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(F.hub_config(F.SD15, "unet_config.json"))
+    config = F.text_config(F.SD15)
+    config.hidden_size, config.intermediate_size, config.num_attention_heads = 768, 3072, 12
+    vae = AutoencoderKL.from_config({**F.hub_config(F.SD15, "vae_config.json"), "block_out_channels": (8,) * 4,
+                                     "norm_num_groups": 8, "layers_per_block": 1})
+    pipe = StableDiffusionPipeline(unet=unet.eval(), vae=vae, text_encoder=CLIPTextModel(config).eval(),
+                                   tokenizer=F.tokenizer(), scheduler=F.hub_scheduler(F.SD15), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    return pipe, 512
+
+
+PIPELINES = {"tiny": (tiny_sdxl, "tiny SDXL + LoRA, 32x32"),
+             "sd15": (real_sd15, "real SD1.5 UNet (random weights) + LoRA, 512x512 (64x64 latents), batch 1")}
+
+
+def measure(T: int, repeats: int, pipeline: str = "tiny") -> dict:
+    pipe, size = PIPELINES[pipeline][0]()
     F.add_random_lora(pipe.unet, "style", seed=3)
     rows: list[int] = []
     pipe.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
-    models = {name: PipelineDenoiser(pipe, s, encode(pipe, s, ["a cat"], height=32, width=32), name=name)
+    models = {name: PipelineDenoiser(pipe, s, encode(pipe, s, ["a cat"], height=size, width=size), name=name)
               for name, s in SETTINGS.items()}
     schedule = schedule_from_diffusers(dict(pipe.scheduler.config), T)
-    x, _ = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
+    x, _ = initial_noise(pipe, [0], latent_shape(pipe, size, size))
     runs = {"standard": lambda: sample_ddim(models["main"], x, schedule),
             "w2sd": lambda: sample_w2sd(models["strong_leg"], models["weak_leg"], x, schedule,
                                         final=models["main"])}
-    results = {name: {"wall_time_s": float("inf")} for name in runs}
+    for model in models.values():  # warm-up: the first call of a shape pays one-off kernel setup
+        model(x, schedule.timesteps[0])
+    results = {name: {"wall_time_s": float("inf"), "cpu_time_s": float("inf")} for name in runs}
     for _ in range(repeats):  # interleaved, minimum kept: the machine is shared, the minimum is the least disturbed
         for name, run in runs.items():
             rows.clear()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             out = run()
-            wall = time.perf_counter() - start
-            results[name].update(nfe=out.nfe, unet_rows=sum(rows),
-                                 wall_time_s=min(wall, results[name]["wall_time_s"]))
+            wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+            results[name].update(nfe=out.nfe, unet_rows=sum(rows), wall_time_s=min(wall, results[name]["wall_time_s"]),
+                                 cpu_time_s=min(cpu, results[name]["cpu_time_s"]))
     return results
 
 
@@ -67,6 +98,7 @@ def summarise(measured: dict, released: dict) -> dict:
     return {"wall_ratio": wall_ratio, "nfe_ratio": w2["nfe"] / std["nfe"],
             "overhead_per_nfe": wall_ratio / (w2["nfe"] / std["nfe"]),
             "overhead_per_row": wall_ratio / (w2["unet_rows"] / std["unet_rows"]),
+            "cpu_overhead_per_row": (w2["cpu_time_s"] / std["cpu_time_s"]) / (w2["unet_rows"] / std["unet_rows"]),
             "released_rows_over_ours": released["unet_rows"] / w2["unet_rows"]}
 
 
@@ -74,16 +106,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_overhead", description=__doc__)
     parser.add_argument("--T", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pipeline", choices=sorted(PIPELINES), default="tiny")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench_overhead" / "results.json")
+    parser.add_argument("--table", action="store_true", help="print the docs table of both stored result files")
     args = parser.parse_args(argv)
+    if args.table:
+        print(docs_table())
+        return {}
     torch.manual_seed(0)
     lam = args.T - 1
-    measured = measure(args.T, args.repeats)
+    measured = measure(args.T, args.repeats, args.pipeline)
     released = released_code_rows(args.T, lam, {n: s.cfg for n, s in SETTINGS.items()})
     summary = summarise(measured, released)
-    metrics = {**measured, "released_code": {**released, "wall_time_s": None}}
-    results = {"schema_version": RESULTS_SCHEMA_VERSION, "experiment": "bench_overhead",
-               "config": {"T": args.T, "lam": lam, "repeats": args.repeats, "pipeline": "tiny SDXL + LoRA, 32x32",
+    metrics = {**measured, "released_code": {**released, "wall_time_s": None, "cpu_time_s": None}}
+    results = {"schema_version": RESULTS_SCHEMA_VERSION, "experiment": args.out.parent.name,
+               "config": {"T": args.T, "lam": lam, "repeats": args.repeats, "pipeline": PIPELINES[args.pipeline][1],
                           "settings": {n: {"cfg": s.cfg, "lora": dict(s.lora)} for n, s in SETTINGS.items()}},
                "metrics": metrics, "extra": {"summary": summary},
                "environment": {"python": platform.python_version(), "torch": torch.__version__,
@@ -96,6 +133,20 @@ def main(argv: list[str] | None = None) -> dict:
           f"per UNet row = {summary['overhead_per_row']:.3f}; "
           f"released-code rows / ours = {summary['released_rows_over_ours']:.3f}  ({args.out})")
     return results
+
+
+def docs_table(files: tuple[str, ...] = ("bench_overhead", "bench_sd15_cpu")) -> str:
+    """Markdown rows of the stored runs (docs/real-checkpoints.md): per size, the time ratios next to the row ratio."""
+    lines = ["| pipeline | T | rows standard → W2SD | row ratio | wall standard → W2SD (s) | wall ratio ÷ row ratio "
+             "| CPU-time ratio ÷ row ratio |", "|---|---|---|---|---|---|---|"]
+    for name in files:
+        res = json.loads((ROOT / "results" / name / "results.json").read_text())
+        std, w2, summary = res["metrics"]["standard"], res["metrics"]["w2sd"], res["extra"]["summary"]
+        cpu = summary.get("cpu_overhead_per_row")
+        lines.append(f"| {res['config']['pipeline']} | {res['config']['T']} | {std['unet_rows']} → {w2['unet_rows']} "
+                     f"| {w2['unet_rows'] / std['unet_rows']:.2f} | {std['wall_time_s']:.1f} → {w2['wall_time_s']:.1f} "
+                     f"| {summary['overhead_per_row']:.3f} | {'–' if cpu is None else f'{cpu:.3f}'} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ def plain(pipe, **kwargs):
 
 
 def reference(pipe, **kwargs):
-    return pipe(num_inference_steps=T, guidance_scale=CFG["cfg"], height=32, width=32, **kwargs)
+    """diffusers' own pipeline with DDIMScheduler.from_config of the pipe's scheduler (what λ = 0 equals)."""
+    return F.ddim_twin(pipe)(num_inference_steps=T, guidance_scale=CFG["cfg"], height=32, width=32, **kwargs)
 
 
 def test_output_type_latent_returns_the_undecoded_latents() -> None:

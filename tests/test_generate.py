@@ -109,7 +109,7 @@ def test_sd15_cfg_images_equal_diffusers_and_the_entry_point(tiny, tmp_path, com
     pipe = StableDiffusionPipeline.from_pretrained(tiny["sd15"])
     pipe.set_progress_bar_config(disable=True)
     x, _ = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
-    ref = pipe("a red cat", latents=x, num_inference_steps=2, guidance_scale=5.5, height=32, width=32,
+    ref = F.ddim_twin(pipe)("a red cat", latents=x, num_inference_steps=2, guidance_scale=5.5, height=32, width=32,
                output_type="np").images
     assert np.abs(to_uint8(ref)[0].astype(int) - png["strong"]).max() <= 1  # float32 rounding of the DDIM step
     legs = {"strong": (pipe, {"cfg": 5.5}), "weak": (pipe, {"cfg": 0.0})}
@@ -132,7 +132,7 @@ def test_resume_recomputes_only_missing_images(tiny, tmp_path, compose_config) -
     assert kept.stat().st_mtime_ns == mtime  # not recomputed
     assert {p: p.read_bytes() for p in run_dir.glob("*/*.png")} == first  # the lost one is back, identical
     rows = read_manifest(run_dir)
-    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 6
+    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 8
     with pytest.raises(ConfigError, match="another config"):
         run_experiment(compose_config(args[:-1] + ["gap.settings.strong.cfg=3.0"] + args[-1:]), run_dir)
 
@@ -216,6 +216,6 @@ def test_ddp_two_processes_write_the_same_images_as_one(tiny, tmp_path, compose_
     run_experiment(compose_config(overrides("sd15_cfg", tiny, two, ddp, prompts=3)), two)
     images_one = {p.relative_to(one): p.read_bytes() for p in one.glob("*/0*.png")}
     images_two = {p.relative_to(two): p.read_bytes() for p in two.glob("*/0*.png")}
-    assert len(images_one) == 9 and images_one == images_two
+    assert len(images_one) == 12 and images_one == images_two
     rows = read_manifest(two)
-    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 9
+    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 12

@@ -65,8 +65,8 @@ def test_lambda_zero_reproduces_the_diffusers_pipeline(case: str) -> None:
         if opts.get("ip_adapter"):
             pipe.set_ip_adapter_scale(opts["ip_adapter"])
             extra = kwargs
-        ref = pipe(prompt=prompt, num_inference_steps=T, guidance_scale=cfg, latents=x, height=32, width=32,
-                   output_type="np", **extra)
+        ref = F.ddim_twin(pipe)(prompt=prompt, num_inference_steps=T, guidance_scale=cfg, latents=x, height=32,
+                                width=32, output_type="np", **extra)
     assert type(ours) is type(ref)
     np.testing.assert_allclose(ours.images, ref.images, atol=EXACT_ATOL, rtol=0)
 
@@ -77,8 +77,8 @@ def test_lambda_zero_reproduces_the_animatediff_sdxl_pipeline() -> None:
     x, _ = initial_noise(pipe, [7], latent_shape(pipe, 32, 32, num_frames=2))
     ours = w2sd_generate(strong=(pipe, {"cfg": 3.0}), weak=(pipe, {"cfg": 3.0}), prompt="a cat", T=2, lam=0, seed=7,
                          height=32, width=32, num_frames=2, output_type="np")
-    ref = pipe(prompt="a cat", num_inference_steps=2, guidance_scale=3.0, latents=x, height=32, width=32,
-               num_frames=2, output_type="np")
+    ref = F.ddim_twin(pipe)(prompt="a cat", num_inference_steps=2, guidance_scale=3.0, latents=x, height=32,
+                            width=32, num_frames=2, output_type="np")
     np.testing.assert_allclose(np.asarray(ours.frames), np.asarray(ref.frames), atol=EXACT_ATOL, rtol=0)
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -100,17 +102,63 @@ def make_schedule(
     return DiscreteSchedule(alphas_cumprod, timesteps, final, num_train_timesteps // num_steps)
 
 
-def schedule_from_diffusers(config: dict, num_steps: int) -> DiscreteSchedule:
-    """Build the schedule a diffusers DDIM-family scheduler config describes (e.g. `pipe.scheduler.config`)."""
-    if config.get("trained_betas") is not None:
-        raise ConfigError("schedulers with explicit trained_betas are not supported; use a beta_schedule config")
-    return make_schedule(
-        num_steps,
-        beta_schedule=config.get("beta_schedule", "linear"),
-        beta_start=config.get("beta_start", 0.0001),
-        beta_end=config.get("beta_end", 0.02),
-        num_train_timesteps=config.get("num_train_timesteps", 1000),
-        spacing=config.get("timestep_spacing", "leading"),
-        steps_offset=config.get("steps_offset", 0),
-        set_alpha_to_one=config.get("set_alpha_to_one", True),
-    )
+FIX = "pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, {})"
+
+
+def ddim_scheduler(config: Mapping) -> Any:
+    """diffusers' DDIMScheduler for a pipeline's scheduler config (any scheduler class), exactly as
+    `DDIMScheduler.from_config(pipe.scheduler.config)`: options the config leaves out take DDIM's defaults, not the
+    original class's (e.g. set_alpha_to_one=True)."""
+    from diffusers import DDIMScheduler  # deferred: the toy experiments use this module without diffusers
+
+    return DDIMScheduler.from_config(config)
+
+
+def check_step_options(config: Mapping) -> None:
+    """Refuse the DDIM step options an ε-sampler cannot reproduce (both act on x̂₀, not on ε). They are read from
+    the config itself: a config without `clip_sample` (Euler/DPM files such as Juggernaut-XL's) is not clipped,
+    although DDIMScheduler.from_config would default it to True — a pixel-space default the checkpoint's own
+    scheduler never applies to latents."""
+    if config.get("thresholding", False):
+        raise ConfigError("scheduler thresholding=True clips x̂₀ per sample inside each DDIM step, which the W2SD "
+                          "loop cannot reproduce; turn it off: " + FIX.format("thresholding=False"))
+    if config.get("clip_sample", False):
+        raise ConfigError(f"scheduler clip_sample=True clamps x̂₀ to ±{config.get('clip_sample_range', 1.0)} inside "
+                          "each DDIM step, which the W2SD loop cannot reproduce; turn it off: "
+                          + FIX.format("clip_sample=False"))
+
+
+def schedule_from_diffusers(config: Mapping, num_steps: int) -> DiscreteSchedule:
+    """The schedule `DDIMScheduler.from_config(config)` runs for `num_steps` (config: e.g. `pipe.scheduler.config` of
+    any scheduler class): its float32 ā table (beta_schedule, trained_betas, rescale_betas_zero_snr), its timesteps
+    (timestep_spacing, steps_offset) and its last level (set_alpha_to_one); clip_sample and thresholding as
+    `check_step_options` says."""
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ConfigError(f"num_steps={num_steps!r} must be a positive integer (the number of sampling steps T)")
+    ddim = ddim_scheduler(config)
+    check_step_options(config)
+    n = ddim.config.num_train_timesteps
+    if num_steps > n:
+        raise ConfigError(f"num_steps={num_steps} exceeds num_train_timesteps={n}; lower T")
+    ddim.set_timesteps(num_steps)
+    timesteps = tuple(int(t) for t in ddim.timesteps)
+    if timesteps[0] >= n:
+        raise ConfigError(f"steps_offset={ddim.config.steps_offset} pushes the first timestep to {timesteps[0]} >= "
+                          f"{n}; lower T or use " + FIX.format("timestep_spacing='trailing'"))
+    alphas_cumprod = ddim.alphas_cumprod.to(torch.float64)
+    schedule = DiscreteSchedule(alphas_cumprod, timesteps, float(ddim.final_alpha_cumprod), n // num_steps)
+    # DDIMScheduler.step moves t to t − N//T, which is the next timestep only for leading (and evenly divided
+    # trailing) spacing; the W2SD loop runs on the timestep grid, so it refuses a chain it cannot follow
+    for i, t in enumerate(timesteps):
+        lands = schedule.alpha_bar(t - schedule.step_ratio)
+        if lands != schedule.level(i + 1):
+            spacing = ddim.config.timestep_spacing
+            raise ConfigError(f"timestep_spacing={spacing!r} with T={num_steps}: DDIMScheduler steps t={t} to "
+                              f"t−{schedule.step_ratio}, off its own grid {list(timesteps[:4])}…, which the W2SD loop "
+                              "cannot follow; use " + FIX.format("timestep_spacing='leading'") +
+                              (f" or a T that divides {n}" if spacing == "trailing" else ""))
+    if min(schedule.level(i) for i in range(num_steps)) <= 0.0:
+        raise ConfigError(f"rescale_betas_zero_snr=True with timestep_spacing={ddim.config.timestep_spacing!r} "
+                          f"starts at t={timesteps[0]} where ā = 0 and the ε-form DDIM step is undefined; use "
+                          + FIX.format("timestep_spacing='leading'"))
+    return schedule

@@ -6,6 +6,7 @@ when it is needed: scale 1 is the conditional branch alone and scale 0 the uncon
 released code always ran both, paper.md §1.4)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,10 +16,12 @@ from torch import nn
 
 from w2sd.pipelines.moe import ROUTES, moe_layers
 from w2sd.pipelines.state import Switch, loaded_adapters
+from w2sd.schedule import ddim_scheduler
 from w2sd.validation import ConfigError, check_choice
 
 SETTING_KEYS = ("model", "cfg", "lora", "prompt", "control_scale", "ip_adapter_scale", "moe")
 PROMPT_VARIANTS = ("raw", "refined")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # what DDIMScheduler.step converts to ε
 
 
 @dataclass(frozen=True)
@@ -99,18 +102,35 @@ def check_setting(name: str, setting: ModelSetting, pipe: Any) -> None:
                           f"models.{setting.model}.ip_adapter or call pipe.load_ip_adapter(...)")
     if setting.moe is not None and not moe_layers(network):
         raise ConfigError(f"setting {name!r}: moe routing needs MoE layers; give models.{setting.model}.moe")
-    prediction = getattr(pipe.scheduler.config, "prediction_type", "epsilon")
-    if prediction != "epsilon":
-        raise ConfigError(f"model {setting.model!r}: prediction_type={prediction!r}; only ε-prediction models are "
-                          "supported by the DDIM-based samplers")
+    prediction = prediction_type(pipe)
+    if prediction not in PREDICTION_TYPES:
+        raise ConfigError(f"model {setting.model!r}: prediction_type={prediction!r} is not supported; the DDIM-based "
+                          f"samplers convert {list(PREDICTION_TYPES)} outputs to ε")
+    execution_device(pipe)
 
 
-def _cat(values: list[Any]) -> Any:
+def prediction_type(pipe: Any) -> str:
+    return getattr(pipe.scheduler.config, "prediction_type", None) or "epsilon"
+
+
+def execution_device(pipe: Any) -> torch.device:
+    """Where the pipe's networks run: diffusers' `_execution_device`, which follows the hooks of
+    enable_model_cpu_offload / enable_sequential_cpu_offload (the network itself then sits on CPU or meta)."""
+    network = denoiser_network(pipe)
+    if network.device.type == "meta" and not any(hasattr(m, "_hf_hook") for m in network.modules()):
+        raise ConfigError(f"the {type(network).__name__} of {type(pipe).__name__} has its weights on the meta device "
+                          "and no offload hook, so it cannot run; load its weights (no device_map / meta init) and "
+                          "call pipe.to('cuda') or pipe.enable_model_cpu_offload()")
+    return torch.device(getattr(pipe, "_execution_device", None) or network.device)
+
+
+def _cat(values: list[Any], device: torch.device) -> Any:
+    """Batch the per-branch model inputs along dim 0, on the device the network runs on."""
     if isinstance(values[0], Mapping):
-        return {k: _cat([v[k] for v in values]) for k in values[0]}
+        return {k: _cat([v[k] for v in values], device) for k in values[0]}
     if isinstance(values[0], (list, tuple)):  # IP-Adapter image embeds: one tensor per adapter
-        return [_cat(list(per_adapter)) for per_adapter in zip(*values)]
-    return torch.cat(values, dim=0)
+        return [_cat(list(per_adapter), device) for per_adapter in zip(*values)]
+    return torch.cat(values, dim=0).to(device)
 
 
 class PipelineDenoiser:
@@ -124,7 +144,11 @@ class PipelineDenoiser:
                               "given; set control_image (a path, or a `control_image` column in the prompt file)")
         self.pipe, self.setting, self.conditioning = pipe, setting, conditioning
         self.switch = switch or Switch(memo=False)  # one generation call shares one Switch across its legs
-        self.network = denoiser_network(pipe)
+        self.network, self.device = denoiser_network(pipe), execution_device(pipe)
+        # non-ε networks are converted with ā of their own training schedule at the queried timestep
+        self.prediction = prediction_type(pipe)
+        self.alphas_cumprod = None if self.prediction == "epsilon" else \
+            ddim_scheduler(pipe.scheduler.config).alphas_cumprod.to(torch.float64)
         # a UNet with an IP-Adapter needs image embeds even at scale 0, where they are ignored
         if has_ip_adapter(self.network) and "image_embeds" not in conditioning.cond.get("added_cond_kwargs", {}):
             raise ConfigError(f"setting {name!r}: model {setting.model!r} has an IP-Adapter but no IP-Adapter image "
@@ -133,25 +157,35 @@ class PipelineDenoiser:
         self.controlnet = getattr(pipe, "controlnet", None) if setting.control_scale != 0 else None
         # the batched per-branch model inputs are fixed for this batch: build them once, not on every call
         branches = setting.branches
-        self.kwargs = _cat([getattr(conditioning, b) for b in branches])
+        self.kwargs = _cat([getattr(conditioning, b) for b in branches], self.device)
         self.control_image = None if self.controlnet is None else \
-            torch.cat([conditioning.control_image] * len(branches))
+            _cat([conditioning.control_image] * len(branches), self.device)
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
         self.switch.lora(self.network, self.setting.lora)
         self.switch.ip_adapter_scale(self.pipe, self.network, self.setting.ip_adapter_scale)
         self.switch.moe(self.network, self.setting.moe)
         branches, kwargs = self.setting.branches, self.kwargs
-        x_in = torch.cat([x] * len(branches)).to(self.network.dtype)
-        timestep = torch.full((x_in.shape[0],), t, dtype=torch.long, device=x.device)
+        # x stays float32 on the sampler's device; each leg runs on its own device and dtype and hands ε back there
+        x_in = torch.cat([x] * len(branches)).to(self.device, self.network.dtype)
+        timestep = torch.full((x_in.shape[0],), t, dtype=torch.long, device=self.device)
         if self.controlnet is not None:
             down, mid = self.controlnet(x_in, timestep, controlnet_cond=self.control_image,
                                         conditioning_scale=self.setting.control_scale, return_dict=False, **kwargs)
             kwargs = {**kwargs, "down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        out = self.network(x_in, timestep, return_dict=False, **kwargs)[0].to(x.dtype)
+        out = self.network(x_in, timestep, return_dict=False, **kwargs)[0].to(x.device, x.dtype)
         if out.shape[1] == 2 * x.shape[1]:  # learned-variance models (DiT) also output Σ; keep ε
             out = out[:, : x.shape[1]]
-        if len(branches) == 1:
+        if len(branches) > 1:
+            uncond, cond = out.chunk(2)
+            out = uncond + self.setting.cfg * (cond - uncond)
+        return self.to_epsilon(out, x, t)
+
+    def to_epsilon(self, out: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
+        """The network's prediction as ε, with DDIMScheduler.step's formulas (v: ε = √ā·v + √(1−ā)·x_t)."""
+        if self.prediction == "epsilon":
             return out
-        uncond, cond = out.chunk(2)
-        return uncond + self.setting.cfg * (cond - uncond)
+        a = float(self.alphas_cumprod[t])
+        if self.prediction == "v_prediction":
+            return math.sqrt(a) * out + math.sqrt(1.0 - a) * x
+        return (x - math.sqrt(a) * out) / math.sqrt(1.0 - a)  # "sample": the network predicts x̂₀

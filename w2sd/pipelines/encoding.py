@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from w2sd.pipelines.adapters import Conditioning, ModelSetting, denoiser_network, has_ip_adapter
+from w2sd.pipelines.adapters import Conditioning, ModelSetting, denoiser_network, execution_device, has_ip_adapter
 from w2sd.pipelines.state import Switch
 from w2sd.validation import ConfigError
 
@@ -67,7 +67,7 @@ def encode(
     LoRA that patches them acts there too; a str `negative_prompt` applies to every prompt.
     `ip_adapter_images` (one per prompt) become `added_cond_kwargs["image_embeds"]` as the pipeline's __call__
     makes them: image-encoder embeds for the conditional branch, diffusers' negative embeds for the other."""
-    device = denoiser_network(pipe).device
+    device = execution_device(pipe)
     if is_class_conditional(pipe):
         labels = class_labels(pipe, prompts).to(device)
         null = denoiser_network(pipe).config.num_embeds_ada_norm
@@ -116,7 +116,7 @@ def image_embeds(pipe: Any, images: Sequence[Any], cond: dict, uncond: dict) -> 
     if not has_ip_adapter(denoiser_network(pipe)) or getattr(pipe, "image_encoder", None) is None:
         raise ConfigError(f"{type(pipe).__name__} has no IP-Adapter with an image encoder; load one with "
                           "pipe.load_ip_adapter(...) (config: models.<name>.ip_adapter)")
-    device = denoiser_network(pipe).device
+    device = execution_device(pipe)
     # per prompt: one (negative ‖ positive) tensor per loaded adapter, exactly as the pipeline's __call__ builds it
     per_prompt = [pipe.prepare_ip_adapter_image_embeds(image, None, device, 1, True) for image in images]
     halves = [[embeds.chunk(2) for embeds in adapters] for adapters in per_prompt]

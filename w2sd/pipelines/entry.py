@@ -75,21 +75,20 @@ def w2sd_generate(
         raise ConfigError("both seed and generator were given; pass one (generator as in diffusers, or seed)")
     if num_images_per_prompt < 1:
         raise ConfigError(f"num_images_per_prompt={num_images_per_prompt} must be >= 1")
-    final = final or strong
-    k = num_images_per_prompt
-    prompts = [prompt] if isinstance(prompt, str) or prompt is None else list(prompt)
+    final, k = final or strong, num_images_per_prompt
     embeds = None if prompt_embeds is None else {key: v.repeat_interleave(k, dim=0) for key, v in prompt_embeds.items()}
-    batch = Batch(prompts=None if embeds else _per_image(prompts, k), prompt_embeds=embeds)
-    n = len(batch)
-    negative = negative_prompt if negative_prompt is None or isinstance(negative_prompt, str) \
-        else _per_image(negative_prompt, k)
-    batch = Batch(prompts=batch.prompts, prompt_embeds=embeds,
+    prompts = None if embeds else _per_image([prompt] if isinstance(prompt, str) or prompt is None else prompt, k)
+    n = int(next(iter(embeds.values())).shape[0]) if embeds else len(prompts)
+    batch = Batch(prompts=prompts, prompt_embeds=embeds,
                   control_images=None if control_image is None else (control_image,) * n,
                   ip_adapter_images=None if ip_adapter_image is None else (ip_adapter_image,) * n)
+    negative = negative_prompt if negative_prompt is None or isinstance(negative_prompt, str) \
+        else _per_image(negative_prompt, k)
     models = {role: (pipe, ModelSetting.from_config(role, setting))
               for role, (pipe, setting) in {"strong": strong, "weak": weak, "final": final}.items()}
     spec = {"sampler": method} if isinstance(method, str) else dict(method)
-    spec.setdefault("final", "final") if spec.get("sampler") == "w2sd" else None
+    if spec.get("sampler") == "w2sd":
+        spec.setdefault("final", "final")
     resolved = resolve_method("method", spec, {"lam": lam, "inversion": inversion},
                               {name: setting for name, (_, setting) in models.items()}, T)
     config = GenerationConfig(T=T, height=height, width=width, num_frames=num_frames, negative_prompt=negative,

@@ -13,7 +13,13 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from w2sd.methods import run_method
-from w2sd.pipelines.adapters import ModelSetting, PipelineDenoiser, denoiser_network, has_ip_adapter
+from w2sd.pipelines.adapters import (
+    ModelSetting,
+    PipelineDenoiser,
+    denoiser_network,
+    execution_device,
+    has_ip_adapter,
+)
 from w2sd.pipelines.encoding import encode
 from w2sd.pipelines.latents import _output_class, decode, initial_noise, latent_shape, vae_scale_factor
 from w2sd.pipelines.state import Switch, preserved
@@ -119,21 +125,13 @@ def _diffusers_callback(pipe: Any, callback: StepCallback | None, tensor_inputs:
 
 def _checked(pipe: Any, x: torch.Tensor, output_type: str) -> Any:
     """Decode and run the pipeline's safety checker, as its __call__ does (flagged images come back black)."""
-    decoded, network = decode(pipe, x, "np"), denoiser_network(pipe)
-    images, nsfw = pipe.run_safety_checker(decoded.images, network.device, network.dtype)
+    decoded = decode(pipe, x, "np")
+    images, nsfw = pipe.run_safety_checker(decoded.images, execution_device(pipe), denoiser_network(pipe).dtype)
     if output_type == "pil":
         images = pipe.image_processor.numpy_to_pil(images)
     elif output_type == "pt":
         images = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2)
-    return _output(pipe, images=images, nsfw_content_detected=nsfw)
-
-
-def _output(pipe: Any, **fields: Any) -> Any:
-    """The pipeline's output class holding `fields` (an nsfw flag it requires is None when no checker ran)."""
-    cls = _output_class(pipe)
-    if "nsfw_content_detected" in getattr(cls, "__dataclass_fields__", {}):
-        fields.setdefault("nsfw_content_detected", None)
-    return cls(**fields)
+    return _output_class(pipe)(images=images, nsfw_content_detected=nsfw)  # pipelines with a checker have the flag
 
 
 def generate(
@@ -181,14 +179,12 @@ def generate(
                           ip_adapter_images=batch.ip_adapter_images
                           if has_ip_adapter(denoiser_network(leg_pipe)) else None, switch=switch)
             denoisers[name] = PipelineDenoiser(leg_pipe, setting, cond, name=name, switch=switch)
-        device = denoisers[roles.get("final") or roles.get("strong") or roles["model"]].network.device
+        device = execution_device(pipe)
         with pipe.progress_bar(total=schedule.num_steps) as bar:
             on_step = _diffusers_callback(pipe, callback_on_step_end, callback_on_step_end_tensor_inputs, bar)
             out = run_method(method, denoisers, x.to(device), schedule, generators=generators, callback=on_step)
-    if config.output_type == "latent":
-        field = "frames" if config.num_frames is not None else "images"
-        return Generated(_output(pipe, **{field: out.x}), out.x, out.nfe)
-    if config.safety_checker and getattr(pipe, "safety_checker", None) is not None and config.num_frames is None:
+    checked = config.safety_checker and config.output_type != "latent" and config.num_frames is None
+    if checked and getattr(pipe, "safety_checker", None) is not None:
         return Generated(_checked(pipe, out.x, config.output_type), out.x, out.nfe)
     return Generated(decode(pipe, out.x, config.output_type), out.x, out.nfe)
 

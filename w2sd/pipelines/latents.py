@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 
-from w2sd.pipelines.adapters import denoiser_network
+from w2sd.pipelines.adapters import denoiser_network, execution_device
 from w2sd.seeding import per_sample_generators, per_sample_randn
 
 
@@ -30,27 +31,58 @@ def latent_shape(pipe: Any, height: int, width: int, num_frames: int | None = No
 
 
 def initial_noise(pipe: Any, seeds: Sequence[int], shape: Sequence[int]) -> tuple[torch.Tensor, list[torch.Generator]]:
-    """x_T for each seed (one CPU generator per sample), scaled by the scheduler's initial σ as the pipelines do,
-    and the generators after that draw: samplers that draw fresh noise continue them, so it is never x_T again."""
+    """Unit-variance float32 x_T for each seed (one CPU generator per sample), and the generators after that draw:
+    samplers that draw fresh noise continue them, so it is never x_T again. The W2SD loop runs DDIM whatever
+    scheduler the pipe carries, so x_T is not scaled by that scheduler's `init_noise_sigma` (≈ 14.6 for Euler)."""
     generators = per_sample_generators(seeds)
-    x = per_sample_randn(generators, shape, torch.float32)
-    return x * float(getattr(pipe.scheduler, "init_noise_sigma", 1.0)), generators
+    return per_sample_randn(generators, shape, torch.float32), generators
+
+
+@contextmanager
+def vae_precision(vae: Any) -> Iterator[torch.dtype]:
+    """The dtype to decode in: a float16 VAE whose config says `force_upcast` (the stock SD/SDXL VAEs overflow to
+    NaN in float16) runs in float32 for the decode and is cast back afterwards, as diffusers' SDXL pipelines do."""
+    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    if upcast:
+        vae.to(dtype=torch.float32)
+    try:
+        yield vae.dtype
+    finally:
+        if upcast:
+            vae.to(dtype=torch.float16)
+
+
+def unscale(vae_config: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Diffusion latents → VAE latents: undo `latents_mean/std` when the VAE has them (as StableDiffusionXLPipeline),
+    else divide by `scaling_factor`; add `shift_factor` when set."""
+    mean, std = getattr(vae_config, "latents_mean", None), getattr(vae_config, "latents_std", None)
+    if mean is not None and std is not None:
+        view = (1, -1) + (1,) * (latents.dim() - 2)
+        mean, std = (torch.tensor(v).view(view).to(latents.device, latents.dtype) for v in (mean, std))
+        return latents * std / vae_config.scaling_factor + mean
+    return latents / vae_config.scaling_factor + (getattr(vae_config, "shift_factor", None) or 0.0)
 
 
 @torch.no_grad()
 def decode(pipe: Any, latents: torch.Tensor, output_type: str = "pil") -> Any:
-    """Latents → the pipeline's own output class (images, or frames for video pipelines)."""
-    latents = latents.to(pipe.vae.device, pipe.vae.dtype)
-    if latents.dim() == 5:
-        video = pipe.decode_latents(latents)
-        frames = pipe.video_processor.postprocess_video(video=video, output_type=output_type)
-        return _output_class(pipe)(frames=frames)
-    image = pipe.vae.decode(latents / pipe.vae.config.scaling_factor, return_dict=False)[0]
-    processor = getattr(pipe, "image_processor", None) or VaeImageProcessor(vae_scale_factor=vae_scale_factor(pipe))
-    images = processor.postprocess(image.float(), output_type=output_type)
+    """Latents → the pipeline's own output class (images, or frames for video pipelines); `output_type="latent"`
+    returns the latents undecoded, as diffusers pipelines do."""
+    video = latents.dim() == 5
     cls = _output_class(pipe)
-    if cls is ImagePipelineOutput:
-        return cls(images=images)
+    if output_type == "latent":
+        return cls(frames=latents) if video else _image_output(cls, latents)
+    with vae_precision(pipe.vae) as dtype:
+        latents = latents.to(execution_device(pipe), dtype)
+        if video:  # the pipeline's own decode_latents: frames into the batch, 1/scaling_factor as diffusers does
+            frames = pipe.video_processor.postprocess_video(video=pipe.decode_latents(latents),
+                                                            output_type=output_type)
+            return cls(frames=frames)
+        image = pipe.vae.decode(unscale(pipe.vae.config, latents), return_dict=False)[0]
+    processor = getattr(pipe, "image_processor", None) or VaeImageProcessor(vae_scale_factor=vae_scale_factor(pipe))
+    return _image_output(cls, processor.postprocess(image.float(), output_type=output_type))
+
+
+def _image_output(cls: type, images: Any) -> Any:
     fields = getattr(cls, "__dataclass_fields__", {})
     return cls(images=images, **({"nsfw_content_detected": None} if "nsfw_content_detected" in fields else {}))
 

@@ -2,7 +2,8 @@
 """A model spec is a mapping such as
 `{pipeline: StableDiffusionXLPipeline, id: stabilityai/stable-diffusion-xl-base-1.0, path: null, dtype: float16,
   loras: {art: {id: ..., weight_name: ..., path: null}}, controlnet: {id: ..., path: null}, motion_adapter: ...,
-  ip_adapter: {id: h94/IP-Adapter, subfolder: models, weight_name: ip-adapter_sd15.safetensors, path: null}}`
+  ip_adapter: {id: h94/IP-Adapter, subfolder: models, weight_name: ip-adapter_sd15.safetensors, path: null},
+  offload: none | model | sequential}`
 (an IP-Adapter `path` is a folder laid out as the Hub repo: <path>/<subfolder>/<weight_name> and .../image_encoder).
 `path` wins over `id`; an `id` is read from the Hugging Face cache. With HF_HUB_OFFLINE=1 nothing is downloaded and
 a missing model is reported at validation time in one line (no hub retries); without it diffusers may download."""
@@ -21,7 +22,8 @@ from w2sd.pipelines.moe import install_moe
 from w2sd.validation import ConfigError
 
 SPEC_KEYS = {"pipeline", "id", "path", "dtype", "variant", "loras", "controlnet", "motion_adapter", "ip_adapter",
-             "moe"}
+             "moe", "offload"}
+OFFLOADS = ("none", "model", "sequential")  # diffusers' enable_model_cpu_offload / enable_sequential_cpu_offload
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # file whose presence in a folder / the cache says "this model is here"
 MARKERS = {"pipeline": "model_index.json", "controlnet": "config.json", "motion_adapter": "config.json"}
@@ -83,6 +85,9 @@ def check_model_spec(key: str, spec: Mapping) -> None:
     pipeline_class(key, spec.get("pipeline"))
     if spec.get("dtype", "float32") not in DTYPES:
         raise ConfigError(f"{key}.dtype={spec.get('dtype')!r} is not one of {sorted(DTYPES)}")
+    if spec.get("offload", "none") not in OFFLOADS:
+        raise ConfigError(f"{key}.offload={spec.get('offload')!r} is not one of {list(OFFLOADS)} (CPU offload onto "
+                          "the run's device, as pipe.enable_model_cpu_offload())")
     resolve_source(key, spec, MARKERS["pipeline"])
     for part in ("controlnet", "motion_adapter"):
         if spec.get(part):
@@ -124,4 +129,9 @@ def load_pipeline(key: str, spec: Mapping, device: str | torch.device = "cpu") -
         install_moe(pipe.transformer, num_experts=moe["num_experts"], state_path=resolve_source(f"{key}.moe", moe,
                                                                                                 None))
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    offload = spec.get("offload", "none")
+    if offload == "none":
+        return pipe.to(device)
+    # weights stay on the CPU and move to `device` per network call; samplers follow pipe._execution_device
+    getattr(pipe, f"enable_{offload}_cpu_offload")(device=device)
+    return pipe
