@@ -213,9 +213,9 @@ def nfe_per_image(resolved: Mapping, T: int) -> int:
 
 
 def benchmark_seconds(folder: Path) -> dict[str, float]:
-    """Seconds per denoiser call by pipeline class, from GPU smoke/benchmark JSON files: any object holding a
-    `pipeline` name and `seconds_per_nfe`, or `wall_s_per_image` and `nfe_per_image` (a generation run's
-    metrics, with the pipeline named in its config)."""
+    """Seconds per denoiser call from GPU benchmark JSON files, keyed by pipeline class (any object holding a
+    `pipeline` name and `seconds_per_nfe`, or `wall_s_per_image` and `nfe_per_image`: a generation run's
+    results.json) or by `gap:<name>` (benchmarks/gpu_smoke.py's per-gap wall time and NFE of every method)."""
     found: dict[str, float] = {}
 
     def walk(node, pipeline: str | None) -> None:
@@ -235,6 +235,13 @@ def benchmark_seconds(folder: Path) -> dict[str, float]:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("experiment") == "gpu_smoke":
+            if not data["config"].get("tiny"):  # benchmarks/gpu_smoke.py: real-size nets of each gap's models
+                for gap, row in data["metrics"]["gaps"].items():
+                    methods = row["methods"].values()
+                    found.setdefault(f"gap:{gap}", sum(m["wall_time_s"] for m in methods) /
+                                     sum(m["nfe"] for m in methods))
             continue
         models = ((data.get("config") or {}).get("gap") or {}).get("models") or {} if isinstance(data, dict) else {}
         names = {m.get("pipeline") for m in models.values() if isinstance(m, Mapping)}
@@ -369,11 +376,14 @@ class TableExperiment(Experiment):
             block_calls = n * sum(calls.values())
             total_images += n * len(calls)
             total_calls += block_calls
-            per_call = [seconds[p] for p in pipelines if p in seconds]
-            if len(per_call) == len(pipelines):
+            # the gpu_smoke gap of this gap type (video: its AnimateDiff run) stands in for pipelines without their own
+            smoke = seconds.get("gap:video" if gen["pipeline"].get("num_frames") else f"gap:{gen['gap']['type']}",
+                                seconds.get(f"gap:{gen['gap']['type']}_released"))
+            per_call = [seconds.get(p, smoke) for p in pipelines]
+            if None not in per_call:
                 hours += block_calls * max(per_call) / 3600
             else:
-                unknown |= pipelines - set(seconds)
+                unknown |= {p for p, c in zip(pipelines, per_call) if c is None}
             lines.append(f"  {block.name}: {len(calls)} methods × {n} prompts; denoiser calls per image "
                          + ", ".join(f"{m} {c}" for m, c in calls.items()) + f" → {block_calls:,} calls")
         lines.append(f"  total: {total_images:,} images, {total_calls:,} denoiser calls (T = sampler.T; a CFG pair "

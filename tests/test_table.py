@@ -205,3 +205,19 @@ def test_a_video_tile_shows_its_first_middle_and_last_frame(tmp_path) -> None:
     shown = tile(tmp_path / "video.png", len(colours), 8)
     assert shown.size == (24, 8)
     assert [shown.getpixel((8 * k + 4, 4)) for k in range(3)] == [colours[0], colours[2], colours[4]]
+
+
+def test_gpu_hours_from_the_gpu_smoke_benchmark(compose_config, capsys, tmp_path) -> None:
+    def smoke(tiny: bool, wall: float) -> dict:  # benchmarks/gpu_smoke.py's results layout
+        return {"experiment": "gpu_smoke", "config": {"tiny": tiny}, "metrics": {"gaps": {"lora_released": {
+            "methods": {"base": {"nfe": 4, "wall_time_s": wall}, "w2sd": {"nfe": 10, "wall_time_s": 6.0 * wall}}}}}}
+
+    (tmp_path / "cpu-tiny.json").write_text(json.dumps(smoke(True, 100.0)))  # tiny nets: not a GPU benchmark
+    (tmp_path / "h200.json").write_text(json.dumps(smoke(False, 1.0)))      # 7 s / 14 calls = 0.5 s per call
+    cfg = compose_config(["experiment=table_15", "dry_run=true", f"benchmarks={tmp_path}", "devices=2"])
+    with pytest.raises(SystemExit):
+        run_experiment(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
+    calls = 100 * (50 + 50 + 2 * 50 + (50 + 2 * 49))  # base, strong (DDIM T), autoguidance 2T, W2SD T + 2λ
+    assert f"{calls:,} denoiser calls" in out
+    assert f"≈ {calls * 0.5 / 3600:.2f} on one device" in out and f"≈ {calls * 0.5 / 3600 / 2:.2f} h wall" in out
