@@ -78,7 +78,7 @@ def test_preset_runs_end_to_end_and_writes_the_manifest_contract(preset, tiny, t
     rows = read_manifest(run_dir)
     assert list(rows[0]) == ["method", "index", "seed", "prompt", "path", "frames"]
     methods = set(cfg.gap.methods)
-    assert {"weak", "strong", "w2sd"} <= methods
+    assert {"weak", "strong", "w2sd", "autoguidance"} <= methods  # every table carries the difference-guidance row
     assert {(r["method"], r["index"]) for r in rows} == {(m, "0") for m in methods}
     frames = 2 if preset.startswith("video") else 1
     for row in rows:
@@ -88,8 +88,35 @@ def test_preset_runs_end_to_end_and_writes_the_manifest_contract(preset, tiny, t
     assert results["config"]["prompts"]["name"] and results["config"]["prompts"]["file"] == str(tiny["prompts"])
     T, lam = cfg.sampler.T, cfg.sampler.lam
     assert results["nfe"]["w2sd"] == T + 2 * lam and results["nfe"]["strong"] == T
-    w2sd, strong = (np.asarray(Image.open(run_dir / f"{m}/00000.png"), dtype=float) for m in ("w2sd", "strong"))
-    assert np.abs(w2sd - strong).mean() > 0.1  # the reflection changed the image
+    assert results["nfe"]["autoguidance"] == 2 * T
+    images = {m: np.asarray(Image.open(run_dir / f"{m}/00000.png"), dtype=float) for m in methods}
+    for method in methods - {"strong"}:  # every method's image is its own: no method reuses another's file
+        assert np.abs(images[method] - images["strong"]).mean() > 0.1, method
+
+
+def test_sd15_cfg_images_equal_diffusers_and_the_entry_point(tiny, tmp_path, compose_config) -> None:
+    """The experiment's plumbing (settings, roles, seeds, decoding) against independent calls: the strong baseline
+    is diffusers' own pipeline on the same x_T, W2SD and autoguidance are w2sd_generate with explicit settings."""
+    from diffusers import StableDiffusionPipeline
+
+    from w2sd.pipelines import w2sd_generate
+    from w2sd.pipelines.latents import initial_noise, latent_shape, to_uint8
+
+    run_dir = tmp_path / "run"
+    run_experiment(compose_config(overrides("sd15_cfg", tiny, run_dir)), run_dir)
+    png = {m: np.asarray(Image.open(run_dir / f"{m}/00000.png")).astype(int)
+           for m in ("strong", "w2sd", "autoguidance")}
+    pipe = StableDiffusionPipeline.from_pretrained(tiny["sd15"])
+    pipe.set_progress_bar_config(disable=True)
+    x, _ = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
+    ref = F.ddim_twin(pipe)("a red cat", latents=x, num_inference_steps=2, guidance_scale=5.5, height=32, width=32,
+               output_type="np").images
+    assert np.abs(to_uint8(ref)[0].astype(int) - png["strong"]).max() <= 1  # float32 rounding of the DDIM step
+    legs = {"strong": (pipe, {"cfg": 5.5}), "weak": (pipe, {"cfg": 0.0})}
+    for method, spec in (("w2sd", "w2sd"), ("autoguidance", {"sampler": "autoguidance", "w": 1.0})):
+        out = w2sd_generate(**legs, prompt="a red cat", method=spec, T=2, lam=1, seed=0, height=32, width=32,
+                            output_type="np")
+        np.testing.assert_array_equal(to_uint8(out.images)[0], png[method])
 
 
 def test_resume_recomputes_only_missing_images(tiny, tmp_path, compose_config) -> None:
@@ -105,7 +132,7 @@ def test_resume_recomputes_only_missing_images(tiny, tmp_path, compose_config) -
     assert kept.stat().st_mtime_ns == mtime  # not recomputed
     assert {p: p.read_bytes() for p in run_dir.glob("*/*.png")} == first  # the lost one is back, identical
     rows = read_manifest(run_dir)
-    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 6
+    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 8
     with pytest.raises(ConfigError, match="another config"):
         run_experiment(compose_config(args[:-1] + ["gap.settings.strong.cfg=3.0"] + args[-1:]), run_dir)
 
@@ -189,6 +216,6 @@ def test_ddp_two_processes_write_the_same_images_as_one(tiny, tmp_path, compose_
     run_experiment(compose_config(overrides("sd15_cfg", tiny, two, ddp, prompts=3)), two)
     images_one = {p.relative_to(one): p.read_bytes() for p in one.glob("*/0*.png")}
     images_two = {p.relative_to(two): p.read_bytes() for p in two.glob("*/0*.png")}
-    assert len(images_one) == 9 and images_one == images_two
+    assert len(images_one) == 12 and images_one == images_two
     rows = read_manifest(two)
-    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 9
+    assert len(rows) == len({(r["method"], r["index"]) for r in rows}) == 12

@@ -31,8 +31,8 @@ def test_generation_run_is_scored_by_evaluate(tmp_path, compose_config) -> None:
     results = run_experiment(eval_cfg, eval_dir)
     with (eval_dir / "scores.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert {r["method"] for r in rows} == {"weak", "strong", "w2sd"} and len(rows) == 9
+    assert {r["method"] for r in rows} == {"weak", "strong", "w2sd", "autoguidance"} and len(rows) == 12
     assert {r["prompt"] for r in rows} == {"a red cat", "a blue car", "a green tree"}
-    for method in ("weak", "strong", "w2sd"):
+    for method in ("weak", "strong", "w2sd", "autoguidance"):
         assert results["metrics"][method]["n"] == 3
     assert "w2sd_vs_strong" in results["extra"]["comparisons"]

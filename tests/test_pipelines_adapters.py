@@ -19,6 +19,7 @@ from w2sd.pipelines.encoding import encode  # noqa: E402
 from w2sd.pipelines.latents import initial_noise, latent_shape  # noqa: E402
 from w2sd.pipelines.loading import load_pipeline  # noqa: E402
 from w2sd.pipelines.moe import MoEFeedForward, set_routing  # noqa: E402
+from w2sd.pipelines.state import Switch  # noqa: E402
 from w2sd.sampling import sample_w2sd  # noqa: E402
 from w2sd.schedule import schedule_from_diffusers  # noqa: E402
 from w2sd.validation import ConfigError  # noqa: E402
@@ -112,8 +113,8 @@ def test_lora_pair_shares_one_unet_and_switching_matches_set_adapters() -> None:
     assert strong.network is weak.network
     assert (e_strong - e_weak).abs().max() > 1e-3
     torch.testing.assert_close(e_off, denoiser(plain, ModelSetting(cfg=5.5), ["a cat"])(x, 501))
-    pipe.unet.set_adapters(["style"], [-1.5])  # diffusers' own switch, then ours again must agree
-    pipe.unet._w2sd_lora_state = "unset"
+    pipe.unet.set_adapters(["style"], [0.3])  # diffusers' own switch in between: ours must not trust a stale cache
+    torch.testing.assert_close(off(x, 501), e_off)
     torch.testing.assert_close(weak(x, 501), e_weak)
     torch.testing.assert_close(strong(x, 501), e_strong)
 
@@ -125,8 +126,9 @@ def test_ip_adapter_scale_switches_one_unet_and_scale_zero_is_the_plain_pipeline
     monkeypatch.setattr(pipe, "set_ip_adapter_scale", lambda scale: (switches.append(scale), set_scale(scale)))
     x = torch.randn(1, 4, 16, 16)
     settings = {"strong": ModelSetting(cfg=5.5, ip_adapter_scale=0.8), "weak": ModelSetting(cfg=5.5)}
+    switch = Switch()  # one call's switch, shared by its legs
     models = {name: PipelineDenoiser(pipe, s, encode(pipe, s, ["a cat"], height=32, width=32,
-                                                     ip_adapter_images=[edge_image()]))
+                                                     ip_adapter_images=[edge_image()]), switch=switch)
               for name, s in settings.items()}
     e_strong, e_strong_again, e_weak = models["strong"](x, 501), models["strong"](x, 501), models["weak"](x, 501)
     assert models["strong"].network is models["weak"].network

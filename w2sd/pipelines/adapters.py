@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from diffusers.utils.peft_utils import set_adapter_layers, set_weights_and_activate_adapters
 from torch import nn
 
-from w2sd.pipelines.moe import ROUTES, moe_layers, set_routing
+from w2sd.pipelines.moe import ROUTES, moe_layers
+from w2sd.pipelines.state import Switch, loaded_adapters
 from w2sd.schedule import ddim_scheduler
 from w2sd.validation import ConfigError, check_choice
 
@@ -82,10 +82,6 @@ def denoiser_network(pipe: Any) -> nn.Module:
     return network
 
 
-def loaded_adapters(module: nn.Module) -> set[str]:
-    return set(getattr(module, "peft_config", None) or {})
-
-
 def has_ip_adapter(network: nn.Module) -> bool:
     return getattr(network.config, "encoder_hid_dim_type", None) == "ip_image_proj"
 
@@ -128,31 +124,6 @@ def execution_device(pipe: Any) -> torch.device:
     return torch.device(getattr(pipe, "_execution_device", None) or network.device)
 
 
-def apply_lora(module: nn.Module, scales: Mapping[str, float] | None) -> None:
-    """Set the module's LoRA adapters to `scales` (None: off); skipped when they already are, which makes the
-    per-call switching of a shared LoRA network cheap."""
-    if not loaded_adapters(module):
-        return
-    state = None if scales is None else tuple(sorted(scales.items()))
-    if getattr(module, "_w2sd_lora_state", "unset") == state:
-        return
-    if state is None:
-        set_adapter_layers(module, enabled=False)
-    else:
-        set_adapter_layers(module, enabled=True)
-        set_weights_and_activate_adapters(module, [n for n, _ in state], [w for _, w in state])
-    module._w2sd_lora_state = state
-
-
-def apply_ip_adapter_scale(pipe: Any, scale: float) -> None:
-    """Set the IP-Adapter scale of the pipe's network; skipped when it already is (strong/weak share the UNet)."""
-    network = denoiser_network(pipe)
-    if not has_ip_adapter(network) or getattr(network, "_w2sd_ip_adapter_scale", None) == scale:
-        return
-    pipe.set_ip_adapter_scale(scale)
-    network._w2sd_ip_adapter_scale = scale
-
-
 def _cat(values: list[Any], device: torch.device) -> Any:
     """Batch the per-branch model inputs along dim 0, on the device the network runs on."""
     if isinstance(values[0], Mapping):
@@ -165,12 +136,14 @@ def _cat(values: list[Any], device: torch.device) -> Any:
 class PipelineDenoiser:
     """ε(x, t) of one pipeline under one ModelSetting, for one batch of encoded conditioning."""
 
-    def __init__(self, pipe: Any, setting: ModelSetting, conditioning: Conditioning, name: str = "setting") -> None:
+    def __init__(self, pipe: Any, setting: ModelSetting, conditioning: Conditioning, name: str = "setting",
+                 switch: Switch | None = None) -> None:
         check_setting(name, setting, pipe)
         if setting.control_scale != 0 and conditioning.control_image is None:
             raise ConfigError(f"setting {name!r}: control_scale={setting.control_scale} but no control image was "
                               "given; set control_image (a path, or a `control_image` column in the prompt file)")
         self.pipe, self.setting, self.conditioning = pipe, setting, conditioning
+        self.switch = switch or Switch(memo=False)  # one generation call shares one Switch across its legs
         self.network, self.device = denoiser_network(pipe), execution_device(pipe)
         # non-ε networks are converted with ā of their own training schedule at the queried timestep
         self.prediction = prediction_type(pipe)
@@ -189,10 +162,9 @@ class PipelineDenoiser:
             _cat([conditioning.control_image] * len(branches), self.device)
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        apply_lora(self.network, self.setting.lora)
-        apply_ip_adapter_scale(self.pipe, self.setting.ip_adapter_scale)
-        if self.setting.moe is not None:
-            set_routing(self.network, *self.setting.moe)
+        self.switch.lora(self.network, self.setting.lora)
+        self.switch.ip_adapter_scale(self.pipe, self.network, self.setting.ip_adapter_scale)
+        self.switch.moe(self.network, self.setting.moe)
         branches, kwargs = self.setting.branches, self.kwargs
         # x stays float32 on the sampler's device; each leg runs on its own device and dtype and hands ε back there
         x_in = torch.cat([x] * len(branches)).to(self.device, self.network.dtype)

@@ -6,7 +6,8 @@ from typing import Any
 
 import torch
 
-from w2sd.pipelines.adapters import Conditioning, ModelSetting, apply_lora, denoiser_network, has_ip_adapter
+from w2sd.pipelines.adapters import Conditioning, ModelSetting, denoiser_network, execution_device, has_ip_adapter
+from w2sd.pipelines.state import Switch
 from w2sd.validation import ConfigError
 
 
@@ -34,34 +35,51 @@ def class_labels(pipe: Any, prompts: Sequence[str]) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def negative_prompts(negative_prompt: str | Sequence[str] | None, n: int) -> list[str] | None:
+    """One negative prompt per sample: a str applies to all (as in diffusers), a list must have one per sample."""
+    if negative_prompt is None or isinstance(negative_prompt, str):
+        return None if negative_prompt is None else [negative_prompt] * n
+    negatives = list(negative_prompt)
+    if len(negatives) != n:
+        raise ConfigError(f"negative_prompt has {len(negatives)} entries for {n} prompts; give one string or one "
+                          "per prompt")
+    return negatives
+
+
+@torch.inference_mode()
 def encode(
     pipe: Any,
     setting: ModelSetting,
     prompts: Sequence[str] | None = None,
     *,
-    negative_prompt: str | None = None,
+    negative_prompt: str | Sequence[str] | None = None,
     prompt_embeds: dict[str, torch.Tensor] | None = None,
     height: int,
     width: int,
     num_frames: int | None = None,
     control_images: Sequence[Any] | None = None,
     ip_adapter_images: Sequence[Any] | None = None,
+    switch: Switch | None = None,
 ) -> Conditioning:
     """Conditioning of one batch for one setting. `prompt_embeds` may replace `prompts` (keys as the pipeline's
     __call__: prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds). The
-    setting's LoRA scales are applied to the text encoders first, so a LoRA that patches them acts there too.
+    setting's LoRA scales are applied to the text encoders first (through `switch`, the call's state switch), so a
+    LoRA that patches them acts there too; a str `negative_prompt` applies to every prompt.
     `ip_adapter_images` (one per prompt) become `added_cond_kwargs["image_embeds"]` as the pipeline's __call__
     makes them: image-encoder embeds for the conditional branch, diffusers' negative embeds for the other."""
-    device = denoiser_network(pipe).device
+    device = execution_device(pipe)
     if is_class_conditional(pipe):
         labels = class_labels(pipe, prompts).to(device)
         null = denoiser_network(pipe).config.num_embeds_ada_norm
         return Conditioning({"class_labels": labels}, {"class_labels": torch.full_like(labels, null)})
+    switch = switch or Switch(memo=False)
     for name in ("text_encoder", "text_encoder_2"):
         if getattr(pipe, name, None) is not None:
-            apply_lora(getattr(pipe, name), setting.lora)
+            switch.lora(getattr(pipe, name), setting.lora)
     embeds = dict(prompt_embeds or {})
     text = None if embeds else list(prompts)
+    n = len(text) if text is not None else int(next(iter(embeds.values())).shape[0])
+    negative_prompt = None if "negative_prompt_embeds" in embeds else negative_prompts(negative_prompt, n)
     if is_sdxl(pipe):
         per_prompt = "num_videos_per_prompt" if num_frames is not None else "num_images_per_prompt"
         pe, npe, pooled, npooled = pipe.encode_prompt(
@@ -98,7 +116,7 @@ def image_embeds(pipe: Any, images: Sequence[Any], cond: dict, uncond: dict) -> 
     if not has_ip_adapter(denoiser_network(pipe)) or getattr(pipe, "image_encoder", None) is None:
         raise ConfigError(f"{type(pipe).__name__} has no IP-Adapter with an image encoder; load one with "
                           "pipe.load_ip_adapter(...) (config: models.<name>.ip_adapter)")
-    device = denoiser_network(pipe).device
+    device = execution_device(pipe)
     # per prompt: one (negative ‖ positive) tensor per loaded adapter, exactly as the pipeline's __call__ builds it
     per_prompt = [pipe.prepare_ip_adapter_image_embeds(image, None, device, 1, True) for image in images]
     halves = [[embeds.chunk(2) for embeds in adapters] for adapters in per_prompt]

@@ -6,6 +6,7 @@ feed-forward of a diffusers DiT for `MoEFeedForward` and `set_routing` chooses w
 every MoE layer uses."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -15,15 +16,28 @@ from torch import nn
 from w2sd.validation import ConfigError, check_choice
 
 ROUTES = ("top", "bottom")
+GATES = ("topk_softmax", "softmax")
+LAYOUT_FILE = "moe_config.json"  # expert layout written beside converted weights (w2sd/pipelines/moe_convert.py)
 
 
 class MoEFeedForward(nn.Module):
-    """Router + `num_experts` MLPs; each token goes to k experts, mixed by the softmax of their router logits."""
+    """Router + `num_experts` MLPs; each token goes to k experts, mixed by gate weights from the router logits.
 
-    def __init__(self, dim: int, num_experts: int, activation_fn: str = "gelu-approximate", k: int = 2) -> None:
+    gate="topk_softmax": softmax over the k chosen logits (weights sum to 1); "softmax": the chosen experts' entries
+    of the softmax over all experts, not renormalised (DiT-MoE's released MoEGate). `shared_inner_dim` adds an
+    always-on shared expert (DiT-MoE's shared_experts); `activation_fn="swiglu"` with `bias=False` is its expert MLP.
+    """
+
+    def __init__(self, dim: int, num_experts: int, activation_fn: str = "gelu-approximate", k: int = 2, *,
+                 inner_dim: int | None = None, bias: bool = True, shared_inner_dim: int | None = None,
+                 gate: str = "topk_softmax") -> None:
         super().__init__()
         self.router = nn.Linear(dim, num_experts, bias=False)
-        self.experts = nn.ModuleList(FeedForward(dim, activation_fn=activation_fn) for _ in range(num_experts))
+        self.experts = nn.ModuleList(FeedForward(dim, activation_fn=activation_fn, inner_dim=inner_dim, bias=bias)
+                                     for _ in range(num_experts))
+        self.shared = FeedForward(dim, activation_fn=activation_fn, inner_dim=shared_inner_dim, bias=bias) \
+            if shared_inner_dim else None
+        self.gate = check_choice("moe.gate", gate, GATES)
         self.route, self.k = "top", k
 
     @property
@@ -34,8 +48,11 @@ class MoEFeedForward(nn.Module):
         flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         logits = self.router(flat)
         chosen = logits.topk(self.k, dim=-1, largest=self.route == "top").indices
-        weights = torch.softmax(logits.gather(-1, chosen), dim=-1)
-        out = torch.zeros_like(flat)
+        if self.gate == "softmax":
+            weights = torch.softmax(logits, dim=-1).gather(-1, chosen)
+        else:
+            weights = torch.softmax(logits.gather(-1, chosen), dim=-1)
+        out = torch.zeros_like(flat) if self.shared is None else self.shared(flat)
         for e, expert in enumerate(self.experts):
             rows, slot = (chosen == e).nonzero(as_tuple=True)
             if rows.numel():
@@ -51,19 +68,22 @@ def install_moe(transformer: nn.Module, num_experts: int, state_path: str | None
     """Replace every transformer block's `ff` by an MoE layer; load a state dict in this layout if given.
 
     Returns the number of MoE layers. Weights of a real DiT-MoE checkpoint must first be converted to this module
-    layout (`transformer_blocks.N.ff.router.weight`, `…ff.experts.E.net.*`)."""
+    layout (`transformer_blocks.N.ff.router.weight`, `…ff.experts.E.net.*`) by w2sd.pipelines.moe_convert; a
+    folder holding `moe_config.json` beside the weights gives the expert layout (SwiGLU experts, shared expert,
+    gate), otherwise the experts copy the block's own feed-forward."""
     blocks = [b for b in transformer.modules() if isinstance(getattr(b, "ff", None), FeedForward)]
     if not blocks:
         raise ConfigError(f"{type(transformer).__name__} has no transformer blocks with a feed-forward to turn into "
                           "experts; the MoE gap needs a DiT-style transformer")
+    folder = Path(state_path) if state_path is not None and Path(state_path).is_dir() else None
+    layout = json.loads((folder / LAYOUT_FILE).read_text()) if folder and (folder / LAYOUT_FILE).is_file() else {}
     for block in blocks:
         dim = block.ff.net[0].proj.in_features
-        block.ff = MoEFeedForward(dim, num_experts, activation_fn=_activation_name(block.ff))
+        block.ff = MoEFeedForward(dim, num_experts, **{"activation_fn": _activation_name(block.ff), **layout})
     if state_path is not None:
         from safetensors.torch import load_file
 
-        file = Path(state_path)
-        file = file / "moe_transformer.safetensors" if file.is_dir() else file
+        file = folder / "moe_transformer.safetensors" if folder else Path(state_path)
         transformer.load_state_dict(load_file(str(file)))
     return len(blocks)
 
