@@ -18,7 +18,7 @@ from w2sd.evaluation.preprocess import openai_clip_pixels
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "scorers"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
 IMAGES = [Image.open(FIXTURES / "images" / f"{k}.png").convert("RGB") for k in range(3)]
-# (64, 64), (57, 90) and (130, 47): square, tall with an odd crop remainder, wide with an odd pad remainder.
+# (64, 64), (41, 95), (127, 40): square, tall, wide; crop offsets k + 0.5 with k odd and odd pads on both axes.
 PAIRS = [(IMAGES[i], EXPECTED["prompts"][j]) for i, j in EXPECTED["pairs"]]
 
 
