@@ -37,6 +37,7 @@ def test_hps_matches_hpsv2_on_square_and_non_square_images(version):
     scorer = HPSv2Scorer(version=version, checkpoint=str(FIXTURES / "hps" / "HPS_tiny.pt"),
                          base=str(FIXTURES / "hps" / "base"), device="cpu", batch_size=4)
     np.testing.assert_allclose(score_pairs(scorer), EXPECTED["hps"], rtol=0, atol=1e-4)
+    assert scorer.name == {"v2.0": "hps_v20", "v2.1": "hps_v21"}[version]
 
 
 def test_pickscore_matches_the_model_card_recipe():

@@ -47,18 +47,6 @@ def check_scores(scorer, n=3):
     return first
 
 
-def test_hps_checkpoint_renaming_reproduces_the_clip_cosine(models):
-    scorer = HPSv2Scorer(version="v2.0", checkpoint=str(models["hps"]), base=str(models["hps_base"]), device="cpu",
-                         batch_size=2)
-    scores = check_scores(scorer)
-    reference = CLIPModel.from_pretrained(models["hps_base"]).eval()  # the weights the checkpoint was made from
-    with torch.no_grad():
-        cos = (image_embeddings(reference, scorer.processor, IMAGES, torch.device("cpu"))
-               * text_embeddings(reference, scorer.processor, PROMPTS, torch.device("cpu"))).sum(-1)
-    np.testing.assert_allclose(scores, 100 * cos.numpy(), rtol=1e-5, atol=1e-4)
-    assert scorer.name == "hps_v20" and np.all(np.abs(scores) <= 100)
-
-
 def test_hps_version_switch_picks_the_released_file_names(models):
     with pytest.raises(MissingCheckpoint, match="HPS_v2.1_compressed.pt"):
         HPSv2Scorer(version="v2.1", base=str(models["hps_base"]), device="cpu")
@@ -143,26 +131,67 @@ def test_missing_checkpoints_fail_with_one_line_naming_them(tmp_path):
         assert name in str(err.value) and "\n" not in str(err.value)
 
 
-def test_fid_with_an_injected_extractor_separates_near_and_far_sets():
+def test_fid_equals_the_closed_form_frechet_distance_of_the_feature_statistics():
+    """FID = |μ₁ − μ₂|² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½) of the two sets' features (sample mean, unbiased covariance),
+    computed here with scipy's sqrtm on features computed in numpy."""
+    from PIL import Image
+    from scipy.linalg import sqrtm
+
     rng = np.random.default_rng(0)
 
-    def images(shift, n=16):
-        from PIL import Image
-        return [Image.fromarray(np.clip(rng.normal(128 + shift, 30, (8, 8, 3)), 0, 255).astype(np.uint8))
+    def images(shift, spread, n=40):
+        return [Image.fromarray(np.clip(rng.normal(128 + shift, spread, (4, 4, 3)), 0, 255).astype(np.uint8))
                 for _ in range(n)]
 
-    reference = images(0)
-    near, far = fid(images(0), reference, feature=TinyFeatures()), fid(images(60), reference, feature=TinyFeatures())
-    assert 0 <= near < far
+    def features(ims):
+        m = np.stack([np.asarray(im, dtype=np.float64).mean(axis=(0, 1)) / 255 for im in ims])
+        return np.concatenate([m, m**2], axis=1)
+
+    reference, generated = images(0, 40), images(30, 20)
+    f1, f2 = features(reference), features(generated)
+    mu1, mu2, s1, s2 = f1.mean(0), f2.mean(0), np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * sqrtm(s1 @ s2).real)
+    assert fid(generated, reference, feature=TinyFeatures(), batch_size=7) == pytest.approx(expected, rel=1e-4)
+    assert fid(reference, reference, feature=TinyFeatures()) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_inception_score_with_injected_logits_is_high_for_confident_diverse_classes():
+def inception_score_formula(logits: np.ndarray) -> float:
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return float(np.exp(np.mean(np.sum(p * (np.log(p) - np.log(p.mean(0, keepdims=True))), axis=1))))
+
+
+class FixedLogits(torch.nn.Module):
+    """Logits read off the image: the red channel of pixel (0, 0) indexes a row of a fixed logit table."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        super().__init__()
+        self.table = torch.tensor(table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table[x[:, 0, 0, 0].long()]
+
+
+def test_inception_score_equals_the_formula_on_known_logits_and_is_seeded():
     from PIL import Image
 
-    class Colour(torch.nn.Module):
-        def forward(self, x):
-            return 50.0 * (x.float().mean(dim=(2, 3)) / 255)  # 3 "classes": the dominant channel
+    table = np.random.default_rng(3).normal(0, 2, (12, 5))
+    images = [Image.new("RGB", (2, 2), (k, 0, 0)) for k in range(12)]
+    mean, std = inception_score(images, FixedLogits(table), splits=1, batch_size=5)
+    assert mean == pytest.approx(inception_score_formula(table), rel=1e-9) and std == 0.0
+    # splits=3: the seeded shuffle (torch.randperm under manual_seed) decides the groups; mean/std over groups.
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(7)).numpy()
+    per_split = [inception_score_formula(table[order[i:i + 4]]) for i in (0, 4, 8)]
+    mean, std = inception_score(images, FixedLogits(table), splits=3, seed=7)
+    assert mean == pytest.approx(np.mean(per_split), rel=1e-9) and std == pytest.approx(np.std(per_split, ddof=1))
+    assert inception_score(images, FixedLogits(table), splits=3, seed=7) == (mean, std)
+    assert inception_score(images, FixedLogits(table), splits=3, seed=8) != (mean, std)
+
+
+def test_inception_score_of_confident_uniform_classes_is_the_class_count():
+    from PIL import Image
 
     pure = [Image.new("RGB", (8, 8), c) for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)] * 4]
     grey = [Image.new("RGB", (8, 8), (128, 128, 128))] * 12
-    assert inception_score(pure, Colour(), splits=2)[0] > 2.5 > 1.01 > inception_score(grey, Colour(), splits=2)[0]
+    assert inception_score(pure, TinyFeatures().logits, splits=1)[0] == pytest.approx(3.0, rel=1e-6)
+    assert inception_score(grey, TinyFeatures().logits, splits=1)[0] == pytest.approx(1.0, abs=1e-9)
