@@ -27,6 +27,34 @@ def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time():
     assert 0.89 <= covered / trials <= 0.99
 
 
+def test_bootstrap_ci_matches_the_exact_bootstrap_distribution_of_a_small_sample():
+    """For n = 4 every resample is one of 4⁴ equally likely index tuples: enumerating them gives the exact bootstrap
+    distribution of the mean, whose 2.5/97.5 % quantiles the random-resampling CI must approach."""
+    import itertools
+
+    values = np.array([0.0, 1.0, 3.0, 10.0])
+    exact = np.array([values[list(idx)].mean() for idx in itertools.product(range(4), repeat=4)])
+    def is_quantile(value: float, q: float) -> bool:  # of the discrete exact distribution, ±0.5 % sampling slack
+        return np.mean(exact < value - 1e-9) <= q + 0.005 and np.mean(exact <= value + 1e-9) >= q - 0.005
+
+    ci = bootstrap_ci(values, resamples=200_000, seed=3)
+    assert ci.mean == pytest.approx(3.5) and ci.n == 4
+    assert is_quantile(ci.low, 0.025) and is_quantile(ci.high, 0.975)
+    ci90 = bootstrap_ci(values, confidence=0.9, resamples=200_000, seed=3)
+    assert is_quantile(ci90.low, 0.05) and is_quantile(ci90.high, 0.95)
+    assert not is_quantile(ci90.low, 0.025) and not is_quantile(ci.high, 0.95)  # the check tells levels apart
+
+
+def test_bootstrap_ci_of_a_large_normal_sample_is_the_closed_form_interval():
+    """n = 2000: the bootstrap distribution of the mean is ≈ N(x̄, s²/n), so the CI is x̄ ± 1.96 s/√n."""
+    x = np.random.default_rng(5).normal(1.0, 2.0, 2000)
+    ci = bootstrap_ci(x, resamples=20_000)
+    half = 1.959964 * x.std() / np.sqrt(x.size)
+    assert ci.low == pytest.approx(x.mean() - half, abs=0.05 * half)
+    assert ci.high == pytest.approx(x.mean() + half, abs=0.05 * half)
+    assert ci.as_dict() == {"mean": ci.mean, "ci_low": ci.low, "ci_high": ci.high, "n": 2000}
+
+
 def test_paired_difference_hand_computed():
     ci = paired_difference([1.0, 2.0, 3.0, 4.0], [0.5, 1.5, 2.5, 3.5], resamples=500)
     assert ci.mean == pytest.approx(0.5) and ci.low == pytest.approx(0.5) and ci.high == pytest.approx(0.5)
