@@ -12,6 +12,7 @@ from transformers import AutoTokenizer
 from w2sd.evaluation.aesthetic import AestheticScorer
 from w2sd.evaluation.clip_score import CLIPScoreScorer
 from w2sd.evaluation.hps import HPSv2Scorer
+from w2sd.evaluation.image_reward import ImageRewardScorer
 from w2sd.evaluation.pickscore import PickScoreScorer
 from w2sd.evaluation.preprocess import openai_clip_pixels
 
@@ -61,3 +62,10 @@ def test_openai_clip_transform_pixels_match_torchvision_on_non_square_images():
     probe = np.sin(0.01 * np.arange(pixels[0].size))
     np.testing.assert_allclose(pixels.reshape(3, -1).sum(1), EXPECTED["openai_pixel_sums"], rtol=1e-6)
     np.testing.assert_allclose(pixels.reshape(3, -1) @ probe, EXPECTED["openai_pixel_probes"], rtol=0, atol=1e-3)
+
+
+def test_image_reward_matches_the_original_score_method():
+    folder = FIXTURES / "image_reward"
+    scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(folder / "med_config.json"),
+                               tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"], device="cpu")
+    np.testing.assert_allclose(score_pairs(scorer), EXPECTED["image_reward"], rtol=0, atol=1e-4)
