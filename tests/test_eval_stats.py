@@ -78,3 +78,39 @@ def test_pairwise_preference_hand_computed_and_sums_to_100():
 def test_pairwise_preference_rejects_unpaired_input():
     with pytest.raises(ConfigError, match="paired"):
         pairwise_preference([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: bootstrap_ci([]), r"^values must be a non-empty 1-D sequence of numbers, got shape \(0,\)$"),
+    (lambda: bootstrap_ci([[1.0, 2.0]]), r"^values must be a non-empty 1-D sequence of numbers, got shape \(1, 2\)$"),
+    (lambda: bootstrap_ci([1.0, float("nan")]), r"^values contains NaN or inf; drop or fix those samples first$"),
+    (lambda: bootstrap_ci([1.0, 2.0], confidence=1.0), r"^confidence=1.0 must be in \(0, 1\), e.g. 0.95$"),
+    (lambda: bootstrap_ci([1.0, 2.0], confidence=0.0), r"^confidence=0.0 must be in \(0, 1\), e.g. 0.95$"),
+    (lambda: bootstrap_ci([1.0, 2.0], confidence=1.5), r"must be in \(0, 1\)"),
+    (lambda: paired_difference([np.inf], [1.0]), r"^a contains NaN or inf"),
+    (lambda: paired_difference([1.0], [np.nan]), r"^b contains NaN or inf"),
+    (lambda: win_rate([1.0, 2.0], [1.0]), r"^paired samples differ in length: 2 vs 1; align them by prompt/seed$"),
+    (lambda: win_rate([np.nan], [1.0]), r"^a contains NaN"),
+    (lambda: win_rate([1.0], [[1.0]]), r"^b must be a non-empty 1-D"),
+])
+def test_bad_statistics_input_is_refused_with_a_message_naming_it(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
+
+
+def test_bootstrap_defaults_are_seed_0_and_10000_resamples_and_paired_difference_passes_options_on():
+    values = np.random.default_rng(9).normal(size=15)
+    ci = bootstrap_ci(values)
+    means = values[np.random.default_rng(0).integers(0, 15, size=(10_000, 15))].mean(axis=1)  # the documented recipe
+    assert (ci.low, ci.high) == (np.quantile(means, 0.025), np.quantile(means, 0.975))
+    assert bootstrap_ci(values) == ci  # deterministic
+    diff = paired_difference(values, np.zeros(15), confidence=0.8, resamples=300, seed=4)
+    assert diff == bootstrap_ci(values, confidence=0.8, resamples=300, seed=4)
+    assert bootstrap_ci([1, 2, 3]).mean == 2.0 and isinstance(bootstrap_ci([1, 2, 3]).mean, float)
+
+
+def test_boolean_per_prompt_outcomes_are_counted_as_zero_one():
+    """Pass/fail metrics (e.g. GenEval-style checks) arrive as booleans; they are compared as 0/1 numbers."""
+    a, b = [True, True, False, True], [False, True, False, False]
+    assert paired_difference(a, b, resamples=200).mean == pytest.approx(0.5)
+    assert (win_rate(a, b).wins, win_rate(a, b).ties, win_rate(a, b).losses) == (2, 2, 0)
