@@ -9,6 +9,7 @@ from toy.gmm import ExactEpsDenoiser, GaussianMixture
 from w2sd.ddim import ddim_transfer
 from w2sd.sampling import (
     reflect,
+    reflection_steps,
     sample_autoguidance,
     sample_ddim,
     sample_resampling,
@@ -182,17 +183,58 @@ def test_aligned_resampling_noise_points_along_w2sd_direction() -> None:
     assert left(aligned) > left(anti)
 
 
-@pytest.mark.parametrize("kwargs", [dict(lam=10), dict(lam=-1), dict(inversion="approx"), dict(order="x"),
-                                    dict(window="middle"), dict(reflections_per_step=0)])
-def test_bad_sampler_arguments(kwargs: dict) -> None:
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(lam=10), "lam=10 must be in [0, 9]; λ counts reflected steps"),
+    (dict(lam=-1), "lam=-1 must be in [0, 9]"),
+    (dict(inversion="approx"), "inversion='approx' is not one of ['exact', 'official']"),
+    (dict(order="x"), "order='x' is not one of ['w2s', 's2w']"),
+    (dict(window="middle"), "window='middle' is not one of ['first', 'last']"),
+    (dict(reflections_per_step=0), "reflections_per_step=0 must be >= 1"),
+    (dict(inversion_noise=-0.1), "inversion_noise=-0.1 must be >= 0"),
+    (dict(inversion_noise=0.1), "inversion_noise > 0 draws fresh noise: pass one torch.Generator per sample "
+     "(got None for batch 2)"),
+    (dict(inversion_noise=0.1, generators=per_sample_generators([1])), "(got 1 for batch 2)"),
+])
+def test_bad_sampler_arguments(kwargs: dict, message: str) -> None:
     sched = make_schedule(10, **TOY)
     strong, weak = exact_models(sched)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as err:
         sample_w2sd(strong, weak, noise(2), sched, **kwargs)
+    assert message in str(err.value)
 
 
-def test_single_step_schedule_rejected() -> None:
-    sched = make_schedule(1, **TOY)
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(), "re-sampling draws fresh noise: pass one torch.Generator per sample (got None for batch 2)"),
+    (dict(generators=per_sample_generators([0, 1]), alignment="aligned"),
+     "alignment='aligned' needs the weak model for the W2SD direction; pass weak="),
+    (dict(generators=per_sample_generators([0, 1]), alignment="up"), "alignment='up' is not one of"),
+])
+def test_bad_resampling_arguments(kwargs: dict, message: str) -> None:
+    sched = make_schedule(10, **TOY)
+    strong, _ = exact_models(sched)
+    with pytest.raises(ConfigError) as err:
+        sample_resampling(strong, noise(2), sched, **(dict(generators=None) | kwargs))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("sampler", [sample_w2sd, sample_autoguidance])
+def test_single_step_schedule_rejected_two_steps_run(sampler) -> None:
+    strong, weak = exact_models(make_schedule(1, **TOY))
+    with pytest.raises(ConfigError, match="T=1 sampling steps is too few; W2SD needs T >= 2"):
+        sampler(strong, weak, noise(2), make_schedule(1, **TOY))
+    assert sampler(strong, weak, noise(2), make_schedule(2, **TOY)).nfe == 4  # λ = T − 1 = 1 or 2 models × 2
+
+
+def test_official_inversion_has_no_target_on_the_last_step() -> None:
+    sched = make_schedule(10, **TOY)
     strong, weak = exact_models(sched)
-    with pytest.raises(ConfigError, match="T=1"):
-        sample_w2sd(strong, weak, noise(2), sched)
+    reflect(strong, weak, noise(2), sched, 8, inversion="official")
+    with pytest.raises(ConfigError, match="the official inversion needs timesteps\\[i\\+1\\]; step i=9 is the last"):
+        reflect(strong, weak, noise(2), sched, 9, inversion="official")
+
+
+@pytest.mark.parametrize("window, expected", [("first", range(0, 3)), ("last", range(6, 9))])
+def test_reflection_window_levels(window: str, expected: range) -> None:
+    """Paper Alg. 1 reflects levels 0 … λ−1; the `last` window ends just before the final, never-reflected step."""
+    assert reflection_steps(10, 3, window) == expected
+    assert reflection_steps(10, 9, window) == range(0, 9) and reflection_steps(10, 0, window) == range(0)

@@ -1,10 +1,13 @@
 # The schedule and the DDIM transfer agree with diffusers' DDIM schedulers and invert exactly.
+import math
+
 import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from w2sd.ddim import ddim_transfer
+from w2sd.ddim import ddim_transfer, from_x0, predict_x0, renoise
 from w2sd.schedule import make_schedule, schedule_from_diffusers
+from w2sd.theory import reflection_coefficient
 from w2sd.validation import ConfigError
 
 SDXL = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
@@ -20,6 +23,29 @@ def test_timesteps_match_diffusers(spacing: str, steps: int) -> None:
     ours = schedule_from_diffusers(ref.config, steps)
     assert list(ours.timesteps) == ref.timesteps.tolist()
     assert torch.allclose(ours.alphas_cumprod.float(), ref.alphas_cumprod, rtol=1e-6)
+    assert ours.final_alpha_cumprod == pytest.approx(float(ref.final_alpha_cumprod), rel=1e-6)
+    assert ours.step_ratio == 1000 // steps
+
+
+def test_an_empty_config_means_diffusers_defaults() -> None:
+    ref = DDIMScheduler()
+    ref.set_timesteps(10)
+    ours = schedule_from_diffusers({}, 10)
+    assert list(ours.timesteps) == ref.timesteps.tolist() and ours.final_alpha_cumprod == 1.0
+    assert torch.allclose(ours.alphas_cumprod.float(), ref.alphas_cumprod, rtol=1e-6)
+    with pytest.raises(ConfigError, match="explicit trained_betas are not supported"):
+        schedule_from_diffusers({"trained_betas": [0.1] * 1000}, 10)
+
+
+def test_levels_and_sigmas_by_hand() -> None:
+    sched = make_schedule(4, beta_schedule="linear", beta_start=0.1, beta_end=0.4, num_train_timesteps=4,
+                          spacing="trailing", steps_offset=0, set_alpha_to_one=False)
+    a = [0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7, 0.9 * 0.8 * 0.7 * 0.6]  # betas 0.1, 0.2, 0.3, 0.4
+    assert sched.timesteps == (3, 2, 1, 0)
+    assert [sched.level(i) for i in range(5)] == pytest.approx([a[3], a[2], a[1], a[0], a[0]], rel=1e-12)
+    assert sched.alpha_bar(-1) == sched.final_alpha_cumprod == pytest.approx(0.9, rel=1e-12)
+    assert sched.sigma(1) == pytest.approx(math.sqrt((1 - a[2]) / a[2]), rel=1e-12)
+    assert sched.num_steps == 4 and sched.num_train_timesteps == 4
 
 
 def test_paper_timesteps_sdxl_t50() -> None:
@@ -39,6 +65,21 @@ def test_ddim_step_matches_diffusers_full_loop() -> None:
     assert torch.allclose(x, x_ref, rtol=1e-5, atol=1e-6)
 
 
+def test_transfer_pieces_by_hand() -> None:
+    x, eps = torch.tensor([[2.0]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64)
+    x0 = predict_x0(x, eps, 0.64)  # (2 − 0.6·1)/0.8
+    assert x0.item() == pytest.approx(1.75, rel=1e-15)
+    assert from_x0(x0, eps, 0.36).item() == pytest.approx(0.6 * 1.75 + 0.8, rel=1e-15)
+    assert ddim_transfer(x, eps, 0.64, 0.36).item() == pytest.approx(0.6 * 1.75 + 0.8, rel=1e-15)
+    assert renoise(x, eps, 0.8, 0.2).item() == pytest.approx(0.5 * 2 + math.sqrt(0.75), rel=1e-15)
+
+
+def test_reflection_coefficient_by_hand() -> None:
+    """C = ā·σ_t·(σ_t − σ_next): ā = 0.5 gives σ_t = 1, ā_next = 0.8 gives σ_next = 0.5, so C = 0.25."""
+    assert reflection_coefficient(0.5, 0.8) == pytest.approx(0.25, rel=1e-15)
+    assert reflection_coefficient(0.2, 0.5) == pytest.approx(0.2 * 2 * (2 - 1), rel=1e-15)
+
+
 def test_transfer_there_and_back_is_identity() -> None:
     x = torch.randn(64, 2, dtype=torch.float64)
     eps = torch.randn(64, 2, dtype=torch.float64)
@@ -46,9 +87,25 @@ def test_transfer_there_and_back_is_identity() -> None:
     assert torch.allclose(back, x, atol=1e-12)
 
 
-@pytest.mark.parametrize("bad", [dict(num_steps=0), dict(num_steps=2000), dict(spacing="cosine"),
-                                 dict(beta_schedule="squaredcos"), dict(beta_start=0.1, beta_end=0.01)])
-def test_bad_schedule_arguments(bad: dict) -> None:
+@pytest.mark.parametrize("bad, message", [
+    (dict(num_steps=0), "num_steps=0 must be a positive integer"),
+    (dict(num_steps=2.5), "num_steps=2.5 must be a positive integer"),
+    (dict(num_steps=1001), "num_steps=1001 exceeds num_train_timesteps=1000"),
+    (dict(spacing="cosine"), "spacing='cosine' is not supported"),
+    (dict(beta_schedule="squaredcos"), "beta_schedule='squaredcos' is not supported"),
+    (dict(beta_start=0.1, beta_end=0.01), "0 < beta_start < beta_end < 1, got 0.1, 0.01"),
+    (dict(beta_start=0.0), "got 0.0, 0.012"),
+    (dict(beta_end=1.0), "got 0.00085, 1.0"),
+    (dict(steps_offset=100), "steps_offset=100 pushes the first timestep to 1000 >= 1000"),
+])
+def test_bad_schedule_arguments(bad: dict, message: str) -> None:
     kwargs = dict(num_steps=10) | bad
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as err:
         make_schedule(kwargs.pop("num_steps"), **kwargs)
+    assert message in str(err.value)
+
+
+def test_schedule_bounds_that_are_allowed() -> None:
+    assert make_schedule(10, steps_offset=99).timesteps[0] == 999
+    assert make_schedule(1000, spacing="trailing", steps_offset=0).timesteps[-1] == 0
+    assert make_schedule(1).timesteps == (1,)

@@ -1,19 +1,17 @@
 # Named sampling methods from config dicts: one spec format shared by every experiment that compares samplers.
 """A method spec is a mapping such as `{sampler: w2sd, lam: 49, inversion: exact}`. `sampler` picks the function;
-`model` (ddim) or `strong`/`weak`/`final` name entries of the experiment's model table; every other key is a
-keyword of that sampler and overrides the experiment's shared sampler defaults."""
+its model parameters (annotated `Denoiser`) are roles naming entries of the experiment's model table, every other
+keyword is an option that overrides the experiment's shared sampler defaults. Both are read from the function's
+signature, so adding a sampler is writing the function and naming it in `SAMPLERS`."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from w2sd.sampling import (
-    ALIGNMENTS,
-    INVERSIONS,
-    ORDERS,
-    WINDOWS,
     Callback,
     Denoiser,
     SampleOutput,
@@ -25,17 +23,25 @@ from w2sd.sampling import (
 from w2sd.schedule import DiscreteSchedule
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
-# sampler name → (function, model roles it takes, keyword options it accepts)
-SAMPLERS: dict[str, tuple[Any, tuple[str, ...], tuple[str, ...]]] = {
-    "ddim": (sample_ddim, ("model",), ()),
-    "w2sd": (sample_w2sd, ("strong", "weak", "final"),
-             ("lam", "inversion", "order", "window", "reflections_per_step", "inversion_noise")),
-    "autoguidance": (sample_autoguidance, ("strong", "weak"), ("w",)),
-    "resampling": (sample_resampling, ("strong", "weak"), ("lam", "alignment", "window")),
-}
-DEFAULT_ROLES = {"model": "strong", "strong": "strong", "weak": "weak"}
-NEEDS_GENERATORS = {"w2sd", "resampling"}
-CHOICES = {"inversion": INVERSIONS, "order": ORDERS, "window": WINDOWS, "alignment": ALIGNMENTS}
+SAMPLERS: dict[str, Callable[..., SampleOutput]] = {
+    "ddim": sample_ddim, "w2sd": sample_w2sd, "autoguidance": sample_autoguidance, "resampling": sample_resampling}
+RUNTIME = ("x", "schedule", "generators", "extra_args", "callback")  # supplied by the caller, never by a spec
+
+
+def sampler_signature(fn: Callable) -> tuple[dict[str, tuple[str, bool]], dict[str, tuple | None]]:
+    """(roles, options) of a sampler: role → (default model name, required), option → its Literal choices or None.
+    The first model defaults to `strong`, the others to the model of their own name."""
+    hints = typing.get_type_hints(fn)
+    roles: dict[str, tuple[str, bool]] = {}
+    options: dict[str, tuple | None] = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        if name in RUNTIME:
+            continue
+        if hints[name] in (Denoiser, Denoiser | None):
+            roles[name] = ("strong" if not roles else name, param.default is inspect.Parameter.empty)
+        else:
+            options[name] = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is typing.Literal else None
+    return roles, options
 
 
 def resolve_sampler_config(sampler: Mapping) -> dict:
@@ -61,27 +67,25 @@ def resolve_method(name: str, spec: Mapping, defaults: Mapping, models: Mapping[
     sampler = spec.pop("sampler", None)
     if sampler not in SAMPLERS:
         raise ConfigError(f"method {name!r}: sampler={sampler!r} is not one of {sorted(SAMPLERS)}")
-    _, roles, option_names = SAMPLERS[sampler]
+    roles, option_choices = sampler_signature(SAMPLERS[sampler])
     resolved_roles = {}
-    for role in roles:
-        model_name = spec.pop(role, DEFAULT_ROLES.get(role))
-        if model_name is None:
+    for role, (default, required) in roles.items():
+        model_name = spec.pop(role, default if required or default in models else None)
+        if model_name is None:  # an optional model (W2SD's `final`) the table does not name
             continue
         if model_name not in models:
             raise ConfigError(f"method {name!r}: {role}={model_name!r} is not a model here; "
                               f"available models: {sorted(models)}")
         resolved_roles[role] = model_name
-    if sampler == "resampling" and spec.get("alignment", "none") == "none":
-        resolved_roles.pop("weak", None)
-    unknown = sorted(set(spec) - set(option_names))
+    unknown = sorted(set(spec) - set(option_choices))
     if unknown:
         raise ConfigError(f"method {name!r}: unknown option(s) {unknown} for sampler {sampler!r}; "
-                          f"it accepts {list(option_names)}")
-    options = {k: v for k, v in defaults.items() if k in option_names}
+                          f"it accepts {list(option_choices)}")
+    options = {k: v for k, v in defaults.items() if k in option_choices}
     options.update(spec)
-    for key, choices in CHOICES.items():
-        if key in options:
-            check_choice(f"methods.{name}.{key}", options[key], choices)
+    for key, value in options.items():
+        if option_choices[key]:
+            check_choice(f"methods.{name}.{key}", value, option_choices[key])
     if num_steps is not None and options.get("lam") is not None:
         check_int_range(f"methods.{name}.lam", options["lam"], 0, num_steps - 1, "λ must be in [0, T−1]")
     return {"sampler": sampler, "roles": resolved_roles, "options": options}
@@ -96,11 +100,7 @@ def run_method(
     generators: Sequence[torch.Generator] | None = None,
     callback: Callback | None = None,
 ) -> SampleOutput:
-    fn = SAMPLERS[resolved["sampler"]][0]
+    fn = SAMPLERS[resolved["sampler"]]
+    runtime = {"generators": generators} if "generators" in inspect.signature(fn).parameters else {}
     roles = {role: models[name] for role, name in resolved["roles"].items()}
-    kwargs = dict(resolved["options"])
-    if resolved["sampler"] in NEEDS_GENERATORS:
-        kwargs["generators"] = generators
-    if resolved["sampler"] == "ddim":
-        return fn(roles["model"], x, schedule, callback=callback, **kwargs)
-    return fn(x=x, schedule=schedule, callback=callback, **roles, **kwargs)
+    return fn(x=x, schedule=schedule, callback=callback, **runtime, **roles, **resolved["options"])

@@ -1,54 +1,79 @@
 # Samplers as pure functions over ε-prediction denoisers `eps(x, t, **extra_args)`: W2SD and its baselines.
-"""Every sampler takes `(model(s), x_T, schedule, ...)` and returns a `SampleOutput` whose `nfe` is the number of
-denoiser calls actually made (counted, not computed from a formula). `callback`, if given, receives
-`{"i", "t", "x", "x_reflected"}` after each step, where `x_reflected` is the latent the step started from
-after reflection (None when the step was not reflected)."""
+"""Every sampler is one DDIM loop (`ddim_loop`) with a denoiser for the main step and an optional pre-step that
+changes x before it (a reflection, a re-noising). Samplers take `(model(s), x_T, schedule, ...)` and return a
+`SampleOutput` whose `nfe` is the number of denoiser calls actually made (counted, not computed from a formula).
+`callback`, if given, receives `{"i", "t", "x", "x_reflected", "denoised"}` after each step: `x_reflected` is the
+latent the step started from after the pre-step (None when the step had none), `denoised` the main step's x̂₀."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
-from w2sd.ddim import ddim_transfer, renoise
+from w2sd.ddim import ddim_transfer, from_x0, predict_x0, renoise
 from w2sd.schedule import DiscreteSchedule
 from w2sd.seeding import per_sample_randn
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
 Denoiser = Callable[..., torch.Tensor]
 Callback = Callable[[dict[str, Any]], None]
+PreStep = Callable[[torch.Tensor, int], "torch.Tensor | None"]
+"""pre_step(x, i) → the latent the main step at level i starts from, or None to leave x as it is."""
 
-INVERSIONS = ("exact", "official")
-ORDERS = ("w2s", "s2w")
-WINDOWS = ("first", "last")
-ALIGNMENTS = ("none", "aligned", "anti")
+Inversion = Literal["exact", "official"]
+Order = Literal["w2s", "s2w"]
+Window = Literal["first", "last"]
+Alignment = Literal["none", "aligned", "anti"]
+INVERSIONS, ORDERS, WINDOWS, ALIGNMENTS = (get_args(c) for c in (Inversion, Order, Window, Alignment))
 
 
 @dataclass
 class SampleOutput:
     x: torch.Tensor
-    nfe: int
+    nfe: int  # denoiser calls made
+    nfe_per_sample: float | None = None  # mean evaluations per sample; below nfe when calls covered part of the batch
 
 
-class _Counter:
-    """Counts denoiser calls across all models of one sampler run."""
+class NFECounter:
+    """Counts denoiser calls, and the samples they evaluated, across all models of one sampler run."""
 
     def __init__(self) -> None:
         self.calls = 0
+        self.rows = 0
 
-    def wrap(self, model: Denoiser, extra_args: dict | None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    def wrap(self, model: Denoiser, extra_args: dict | None = None) -> Callable[[torch.Tensor, int], torch.Tensor]:
         kwargs = extra_args or {}
 
         def call(x: torch.Tensor, t: int) -> torch.Tensor:
             self.calls += 1
+            self.rows += x.shape[0]
             return model(x, t, **kwargs)
 
         return call
 
+    def output(self, x: torch.Tensor) -> SampleOutput:
+        return SampleOutput(x, self.calls, self.rows / x.shape[0])
+
 
 def _step(model: Callable, x: torch.Tensor, schedule: DiscreteSchedule, i: int) -> torch.Tensor:
     return ddim_transfer(x, model(x, schedule.timesteps[i]), schedule.level(i), schedule.level(i + 1))
+
+
+def ddim_loop(eps: Callable, x: torch.Tensor, schedule: DiscreteSchedule, *, pre_step: PreStep | None = None,
+              callback: Callback | None = None) -> torch.Tensor:
+    """Deterministic DDIM (η = 0) over the schedule with the denoiser `eps`; `pre_step` may move x before each step."""
+    for i, t in enumerate(schedule.timesteps):
+        x_reflected = pre_step(x, i) if pre_step is not None else None
+        x = x if x_reflected is None else x_reflected
+        e = eps(x, t)
+        denoised = predict_x0(x, e, schedule.level(i))
+        x = from_x0(denoised, e, schedule.level(i + 1))
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "x_reflected": x_reflected, "denoised": denoised})
+    return x
 
 
 def reflect(
@@ -58,7 +83,7 @@ def reflect(
     schedule: DiscreteSchedule,
     i: int,
     *,
-    inversion: str = "exact",
+    inversion: Inversion = "exact",
 ) -> torch.Tensor:
     """One reflection x̃_t = Inv_inverter(Den_denoiser(x_t)) at sampling level i (paper §3.1).
 
@@ -74,11 +99,11 @@ def reflect(
     if i + 1 >= schedule.num_steps:
         raise ConfigError(f"the official inversion needs timesteps[i+1]; step i={i} is the last step")
     t_target = schedule.timesteps[i + 1]
-    t_source = min(t_target - schedule.step_ratio, schedule.num_train_timesteps - 1)
-    return ddim_transfer(x_adv, eps_inv, schedule.alpha_bar(t_source), schedule.alpha_bar(t_target))
+    return ddim_transfer(x_adv, eps_inv, schedule.alpha_bar(t_target - schedule.step_ratio),
+                         schedule.alpha_bar(t_target))
 
 
-def reflection_steps(num_steps: int, lam: int, window: str = "first") -> range:
+def reflection_steps(num_steps: int, lam: int, window: Window) -> range:
     """Sampling levels that get reflected: the first λ (paper Alg. 1, highest noise) or the last λ before the final
     step. The final step is never reflected, so λ ≤ T − 1 (paper default λ = T − 1)."""
     check_int_range("lam", lam, 0, num_steps - 1, "λ counts reflected steps and must be at most T−1")
@@ -93,12 +118,79 @@ def _noise_like(x: torch.Tensor, generators: Sequence[torch.Generator] | None, w
     return per_sample_randn(generators, x.shape[1:], x.dtype).to(x.device)
 
 
-def _ddim_loop(eps: Callable, x: torch.Tensor, schedule: DiscreteSchedule, callback: Callback | None) -> torch.Tensor:
-    for i, t in enumerate(schedule.timesteps):
-        x = _step(eps, x, schedule, i)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x_reflected": None})
-    return x
+def _rms(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).double().pow(2).mean(1).sqrt()
+
+
+def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedule, steps: Sequence[int], *,
+               inversion: Inversion = "exact", reflections_per_step: int = 1, inversion_noise: float = 0.0,
+               generators: Sequence[torch.Generator] | None = None,
+               threshold: float | Sequence[float] | None = None) -> PreStep:
+    """Pre-step reflecting x on the levels in `steps` (W2SD), `reflections_per_step` times, each followed by
+    `inversion_noise`·z. With `threshold` (one value or one per level, e.g. from `calibrate_threshold`), adaptive:
+    a sample stops being reflected once a reflection at level i moved it by an RMS ‖x̃ − x‖/√d ≤ threshold[i];
+    the stopped samples are dropped from the batch, so they cost nothing. Threshold ∞ at the first reflected level
+    reflects no sample. The adaptive pre-step keeps this state, so build one per sampling run."""
+    steps = set(steps)
+    tau = None if threshold is None else [threshold] * schedule.num_steps if isinstance(threshold, (int, float)) \
+        else list(threshold)
+    if tau is not None and (len(tau) != schedule.num_steps or not all(t >= 0 for t in tau)):
+        raise ConfigError(f"threshold={threshold} must be a number >= 0 or one per level ({schedule.num_steps}), "
+                          "or null to reflect every sample")
+    keep = None  # adaptive: which samples are still reflected
+
+    def reflect_rows(x: torch.Tensor, i: int, rows: list[int] | None) -> torch.Tensor:
+        gens = generators if rows is None or generators is None else [generators[r] for r in rows]
+        for _ in range(reflections_per_step):
+            x = reflect(denoiser, inverter, x, schedule, i, inversion=inversion)
+            if inversion_noise > 0:
+                x = x + inversion_noise * _noise_like(x, gens, "inversion_noise")
+        return x
+
+    def pre_step(x: torch.Tensor, i: int) -> torch.Tensor | None:
+        nonlocal keep
+        if i not in steps:
+            return None
+        if tau is None:
+            return reflect_rows(x, i, None)
+        if keep is None:
+            keep = torch.full((x.shape[0],), tau[i] < math.inf, device=x.device)
+        rows = keep.nonzero().flatten()
+        if len(rows) == 0:
+            return None
+        everyone = len(rows) == x.shape[0]  # then the plain batched reflection, bit-identical to W2SD
+        start = x if everyone else x[rows]
+        moved = reflect_rows(start, i, None if everyone else rows.tolist())
+        keep[rows] = _rms(moved - start) > tau[i]
+        if everyone:
+            return moved
+        x = x.clone()
+        x[rows] = moved
+        return x
+
+    return pre_step
+
+
+def renoising(strong: Callable, schedule: DiscreteSchedule, steps: Sequence[int],
+              generators: Sequence[torch.Generator], *, weak: Callable | None, alignment: Alignment) -> PreStep:
+    """Pre-step of Re-Sampling: strong-denoise one step, re-noise back with fresh noise z, which `aligned`/`anti`
+    flip into the half-space of (anti-)positive cosine with the W2SD perturbation Inv_weak(x') − x."""
+    steps = set(steps)
+
+    def pre_step(x: torch.Tensor, i: int) -> torch.Tensor | None:
+        if i not in steps:
+            return None
+        a_t, a_next = schedule.level(i), schedule.level(i + 1)
+        x_adv = _step(strong, x, schedule, i)
+        z = _noise_like(x, generators, "re-sampling")
+        if alignment != "none":
+            direction = ddim_transfer(x_adv, weak(x_adv, schedule.timesteps[i]), a_next, a_t) - x
+            sim = (direction.flatten(1) * z.flatten(1)).sum(1)
+            wrong = sim < 0 if alignment == "aligned" else sim >= 0
+            z = torch.where(wrong.view(-1, *([1] * (z.dim() - 1))), -z, z)
+        return renoise(x_adv, z, a_next, a_t)
+
+    return pre_step
 
 
 def _check_schedule(schedule: DiscreteSchedule) -> None:
@@ -116,8 +208,8 @@ def sample_ddim(
     callback: Callback | None = None,
 ) -> SampleOutput:
     """Standard deterministic DDIM (η = 0) with one model. NFE = T."""
-    counter = _Counter()
-    return SampleOutput(_ddim_loop(counter.wrap(model, extra_args), x, schedule, callback), counter.calls)
+    counter = NFECounter()
+    return counter.output(ddim_loop(counter.wrap(model, extra_args), x, schedule, callback=callback))
 
 
 @torch.no_grad()
@@ -128,12 +220,13 @@ def sample_w2sd(
     schedule: DiscreteSchedule,
     *,
     lam: int | None = None,
-    inversion: str = "exact",
-    order: str = "w2s",
+    inversion: Inversion = "exact",
+    order: Order = "w2s",
     final: Denoiser | None = None,
-    window: str = "first",
+    window: Window = "first",
     reflections_per_step: int = 1,
     inversion_noise: float = 0.0,
+    threshold: float | Sequence[float] | None = None,
     generators: Sequence[torch.Generator] | None = None,
     extra_args: dict | None = None,
     callback: Callback | None = None,
@@ -143,11 +236,12 @@ def sample_w2sd(
     lam: reflected steps, default T − 1. order: `w2s` (W2SD) or `s2w` (S2WD: weak denoises, strong inverts).
     final: denoiser for the main step (default `strong`; the paper runs the reflection legs at CFG 1 and the main
     step at CFG 5.5). inversion_noise: k of paper Eq. 17, adds k·z (z ~ N(0, I)) to each reflected latent.
-    NFE = T + 2·λ·reflections_per_step.
+    threshold: adaptive reflection (see `reflection`): None or 0 reflects every sample, ∞ none.
+    NFE = T + 2·λ·reflections_per_step (adaptive: fewer per sample, see `nfe_per_sample`).
     """
     _check_schedule(schedule)
     lam = schedule.num_steps - 1 if lam is None else lam
-    steps = set(reflection_steps(schedule.num_steps, lam, window))
+    steps = reflection_steps(schedule.num_steps, lam, window)
     check_choice("inversion", inversion, INVERSIONS)
     check_choice("order", order, ORDERS)
     check_int_range("reflections_per_step", reflections_per_step, 1)
@@ -155,22 +249,14 @@ def sample_w2sd(
         raise ConfigError(f"inversion_noise={inversion_noise} must be >= 0")
     if inversion_noise > 0:
         _noise_like(x, generators, "inversion_noise > 0")
-    counter = _Counter()
+    counter = NFECounter()
     strong_eps, weak_eps = counter.wrap(strong, extra_args), counter.wrap(weak, extra_args)
-    final_eps = counter.wrap(final if final is not None else strong, extra_args)
     denoiser, inverter = (strong_eps, weak_eps) if order == "w2s" else (weak_eps, strong_eps)
-    for i, t in enumerate(schedule.timesteps):
-        x_reflected = None
-        if i in steps:
-            for _ in range(reflections_per_step):
-                x = reflect(denoiser, inverter, x, schedule, i, inversion=inversion)
-                if inversion_noise > 0:
-                    x = x + inversion_noise * _noise_like(x, generators, "inversion_noise")
-            x_reflected = x
-        x = _step(final_eps, x, schedule, i)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x_reflected": x_reflected})
-    return SampleOutput(x, counter.calls)
+    pre_step = reflection(denoiser, inverter, schedule, steps, inversion=inversion, threshold=threshold,
+                          reflections_per_step=reflections_per_step, inversion_noise=inversion_noise,
+                          generators=generators)
+    final_eps = counter.wrap(final if final is not None else strong, extra_args)
+    return counter.output(ddim_loop(final_eps, x, schedule, pre_step=pre_step, callback=callback))
 
 
 @torch.no_grad()
@@ -192,14 +278,14 @@ def sample_autoguidance(
     the weak model on the advanced latent and by moving the latent rather than the prediction. NFE = 2T.
     """
     _check_schedule(schedule)
-    counter = _Counter()
+    counter = NFECounter()
     strong_eps, weak_eps = counter.wrap(strong, extra_args), counter.wrap(weak, extra_args)
 
     def guided(x_in: torch.Tensor, t: int) -> torch.Tensor:
         e_s = strong_eps(x_in, t)
         return e_s + w * (e_s - weak_eps(x_in, t))
 
-    return SampleOutput(_ddim_loop(guided, x, schedule, callback), counter.calls)
+    return counter.output(ddim_loop(guided, x, schedule, callback=callback))
 
 
 @torch.no_grad()
@@ -211,8 +297,8 @@ def sample_resampling(
     generators: Sequence[torch.Generator],
     lam: int | None = None,
     weak: Denoiser | None = None,
-    alignment: str = "none",
-    window: str = "first",
+    alignment: Alignment = "none",
+    window: Window = "first",
     extra_args: dict | None = None,
     callback: Callback | None = None,
 ) -> SampleOutput:
@@ -226,27 +312,25 @@ def sample_resampling(
     """
     _check_schedule(schedule)
     lam = schedule.num_steps - 1 if lam is None else lam
-    steps = set(reflection_steps(schedule.num_steps, lam, window))
+    steps = reflection_steps(schedule.num_steps, lam, window)
     check_choice("alignment", alignment, ALIGNMENTS)
     if alignment != "none" and weak is None:
         raise ConfigError(f"alignment={alignment!r} needs the weak model for the W2SD direction; pass weak=")
     _noise_like(x, generators, "re-sampling")
-    counter = _Counter()
+    counter = NFECounter()
     strong_eps = counter.wrap(strong, extra_args)
-    weak_eps = counter.wrap(weak, extra_args) if weak is not None else None
-    for i, t in enumerate(schedule.timesteps):
-        x_reflected = None
-        if i in steps:
-            a_t, a_next = schedule.level(i), schedule.level(i + 1)
-            x_adv = _step(strong_eps, x, schedule, i)
-            z = _noise_like(x, generators, "re-sampling")
-            if alignment != "none":
-                direction = ddim_transfer(x_adv, weak_eps(x_adv, t), a_next, a_t) - x
-                sim = (direction.flatten(1) * z.flatten(1)).sum(1)
-                wrong = sim < 0 if alignment == "aligned" else sim >= 0
-                z = torch.where(wrong.view(-1, *([1] * (z.dim() - 1))), -z, z)
-            x = x_reflected = renoise(x_adv, z, a_next, a_t)
-        x = _step(strong_eps, x, schedule, i)
-        if callback is not None:
-            callback({"i": i, "t": t, "x": x, "x_reflected": x_reflected})
-    return SampleOutput(x, counter.calls)
+    pre_step = renoising(strong_eps, schedule, steps, generators, alignment=alignment,
+                         weak=counter.wrap(weak, extra_args) if weak is not None else None)
+    return counter.output(ddim_loop(strong_eps, x, schedule, pre_step=pre_step, callback=callback))
+
+
+@torch.no_grad()
+def calibrate_threshold(strong: Denoiser, weak: Denoiser, x: torch.Tensor, schedule: DiscreteSchedule,
+                        quantile: float, **w2sd_options: Any) -> list[float]:
+    """Per-level adaptive-reflection thresholds from a held-out calibration batch: the `quantile` of the samples'
+    RMS reflection displacement at each level under W2SD with the same options (∞ on levels it does not reflect)."""
+    trace: list[dict] = []
+    sample_w2sd(strong, weak, x, schedule, callback=trace.append, **w2sd_options)
+    starts = [x] + [step["x"] for step in trace[:-1]]
+    return [math.inf if step["x_reflected"] is None else float(_rms(step["x_reflected"] - start).quantile(quantile))
+            for step, start in zip(trace, starts)]
