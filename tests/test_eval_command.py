@@ -205,9 +205,11 @@ def test_bad_distribution_config_is_refused_before_any_work(tmp_path, run, compo
 def test_default_inception_without_torch_fidelity_or_weights_fails_in_one_line():
     from w2sd.evaluation.distribution import inception_extractor
 
-    with pytest.raises(ConfigError, match="inception_weights=.*distribution.extractor") as err:
+    with pytest.raises(ConfigError) as err:
         inception_extractor("2048", "/nonexistent/pt_inception.pth")
-    assert "\n" not in str(err.value)
+    fix = ("set distribution.inception_weights=<local pt_inception-2015-12-05-6726825d.pth> or inject "
+           "distribution.extractor={_target_: <your nn.Module>}")
+    assert str(err.value).endswith("; " + fix) and "\n" not in str(err.value)
 
 
 def test_video_runs_get_the_labelled_imaging_stand_in_by_default(tmp_path, compose_config):

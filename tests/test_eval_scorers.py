@@ -195,3 +195,25 @@ def test_inception_score_of_confident_uniform_classes_is_the_class_count():
     grey = [Image.new("RGB", (8, 8), (128, 128, 128))] * 12
     assert inception_score(pure, TinyFeatures().logits, splits=1)[0] == pytest.approx(3.0, rel=1e-6)
     assert inception_score(grey, TinyFeatures().logits, splits=1)[0] == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("true", True), (" YES ", True), ("On", True), ("0", False),
+                                            ("", False), ("false", False)])
+def test_hf_hub_offline_values_are_read_like_huggingface_hub(monkeypatch, value, offline):
+    from w2sd.evaluation.checkpoints import hub_offline, resolve_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert hub_offline() is offline
+    if offline:  # the refusal says why nothing was fetched
+        with pytest.raises(MissingCheckpoint) as err:
+            resolve_file(None, "nobody/none", "w.pt", scorer="s", key="checkpoint")
+        assert str(err.value) == ("s: checkpoint nobody/none w.pt not found locally or in the Hugging Face cache "
+                                  "(HF_HUB_OFFLINE=1); download it where the hub is reachable (`hf download "
+                                  "nobody/none w.pt`) or set the scorer's `checkpoint` to a local path")
+
+
+def test_hf_hub_offline_unset_is_online(monkeypatch):
+    from w2sd.evaluation.checkpoints import hub_offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert hub_offline() is False

@@ -76,8 +76,21 @@ def test_pairwise_preference_hand_computed_and_sums_to_100():
 
 
 def test_pairwise_preference_rejects_unpaired_input():
-    with pytest.raises(ConfigError, match="paired"):
+    with pytest.raises(ConfigError, match=r"^preference logits must be paired 1-D arrays, got shapes \(2,\) and \(1,"):
         pairwise_preference([1.0, 2.0], [1.0])
+    with pytest.raises(ConfigError, match=r"got shapes \(1, 2\) and \(1, 2\)"):
+        pairwise_preference([[1.0, 2.0]], [[1.0, 2.0]])
+    with pytest.raises(ConfigError, match=r"got shapes \(0,\) and \(0,\)"):
+        pairwise_preference([], [])
+
+
+def test_pairwise_preference_of_huge_logit_gaps_is_exact_without_overflow_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exp overflow would warn; the clip keeps the softmax finite
+        assert pairwise_preference([-1e6, 1e6], [1e6, -1e6]) == (50.0, 50.0)
+        assert pairwise_preference([-1e6], [1e6]) == pytest.approx((0.0, 100.0), abs=1e-300)
 
 
 @pytest.mark.parametrize("call, message", [
