@@ -1,6 +1,8 @@
 # Every scorer loaded through its real loading path from tiny random checkpoints saved in the released formats.
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -122,13 +124,57 @@ def test_reference_similarity_ranks_the_reference_itself_first(models, tmp_path,
     assert scores[0] == pytest.approx(100.0, abs=1e-3) and scores[0] > max(scores[1:])
 
 
-def test_missing_checkpoints_fail_with_one_line_naming_them(tmp_path):
-    for make, name in [(lambda: PickScoreScorer(device="cpu"), "yuvalkirstain/PickScore_v1"),
-                       (lambda: AestheticScorer(clip=str(tmp_path / "none"), device="cpu"), "none"),
-                       (lambda: ImageRewardScorer(device="cpu"), "THUDM/ImageReward ImageReward.pt")]:
+def test_missing_checkpoints_fail_with_one_line_naming_them(tmp_path, models):
+    golden = Path(__file__).resolve().parent / "fixtures" / "scorers"
+    cases = [
+        (lambda: PickScoreScorer(device="cpu"), "pickscore: checkpoint yuvalkirstain/PickScore_v1 not found", "model"),
+        (lambda: AestheticScorer(clip=str(tmp_path / "none"), device="cpu"), f"aesthetic: checkpoint {tmp_path}/none",
+         "clip"),
+        (lambda: AestheticScorer(clip=str(golden / "clip"), device="cpu"),
+         "aesthetic: checkpoint trl-lib/ddpo-aesthetic-predictor aesthetic-model.pth not found", "head"),
+        (lambda: ImageRewardScorer(device="cpu"), "image_reward: checkpoint THUDM/ImageReward ImageReward.pt",
+         "checkpoint"),
+        (lambda: HPSv2Scorer(base=str(models["hps_base"]), device="cpu"),  # default version: v2.1
+         "hps_v21: checkpoint xswu/HPSv2 HPS_v2.1_compressed.pt not found", "checkpoint"),
+        (lambda: HPSv2Scorer(checkpoint=str(models["hps"]), base=str(tmp_path / "nobase"), device="cpu"),
+         f"hps_v21: checkpoint {tmp_path}/nobase not found", "base"),
+    ]
+    for make, start, key in cases:
         with pytest.raises(MissingCheckpoint) as err:
             make()
-        assert name in str(err.value) and "\n" not in str(err.value)
+        message = str(err.value)
+        assert message.startswith(start) and f"set the scorer's `{key}` to a local path" in message, message
+        assert "\n" not in message
+
+
+def test_hps_reads_bare_and_wrapped_state_dicts_and_refuses_incomplete_ones(models, tmp_path):
+    wrapped = torch.load(models["hps"], weights_only=True)
+    torch.save(wrapped["state_dict"], tmp_path / "bare.pt")
+    kwargs = {"base": str(models["hps_base"]), "device": "cpu", "version": "v2.0"}
+    bare = HPSv2Scorer(checkpoint=str(tmp_path / "bare.pt"), **kwargs)
+    np.testing.assert_array_equal(bare.score(IMAGES, PROMPTS),
+                                  HPSv2Scorer(checkpoint=str(models["hps"]), **kwargs).score(IMAGES, PROMPTS))
+    assert bare.version == "v2.0"
+    cut = "module.transformer.resblocks.1.mlp.c_fc.bias"  # a text-tower weight
+    torch.save({k: v for k, v in wrapped["state_dict"].items() if k != cut}, tmp_path / "cut.pt")
+    with pytest.raises(MissingCheckpoint, match=r"cut.pt lacks 1 weights, e.g. text_model.encoder.layers.1.mlp.fc1.bias"):
+        HPSv2Scorer(checkpoint=str(tmp_path / "cut.pt"), **kwargs)
+    torch.save({"state_dict": {"visual.proj": torch.zeros(2, 2)}}, tmp_path / "other.pt")
+    with pytest.raises(MissingCheckpoint, match=r"other.pt is not an open_clip CLIP checkpoint \(no 'visual.conv1"):
+        HPSv2Scorer(checkpoint=str(tmp_path / "other.pt"), **kwargs)
+
+
+def test_pickscore_takes_its_processor_from_the_processor_folder(models, tmp_path):
+    """The PickScore checkpoint ships without a processor (the model card loads laion's): only `processor` has one."""
+    import shutil
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(models["clip"] / name, weights / name)
+    scorer = PickScoreScorer(model=str(weights), processor=str(models["clip"]), device="cpu")
+    reference = PickScoreScorer(model=str(models["clip"]), processor=str(models["clip"]), device="cpu")
+    np.testing.assert_array_equal(scorer.score(IMAGES, PROMPTS), reference.score(IMAGES, PROMPTS))
 
 
 def test_fid_equals_the_closed_form_frechet_distance_of_the_feature_statistics():
