@@ -157,7 +157,7 @@ def test_hps_reads_bare_and_wrapped_state_dicts_and_refuses_incomplete_ones(mode
     assert bare.version == "v2.0"
     cut = "module.transformer.resblocks.1.mlp.c_fc.bias"  # a text-tower weight
     torch.save({k: v for k, v in wrapped["state_dict"].items() if k != cut}, tmp_path / "cut.pt")
-    with pytest.raises(MissingCheckpoint, match=r"cut.pt lacks 1 weights, e.g. text_model.encoder.layers.1.mlp.fc1.bias"):
+    with pytest.raises(MissingCheckpoint, match=r"lacks 1 weights, e.g. text_model.encoder.layers.1.mlp.fc1.bias"):
         HPSv2Scorer(checkpoint=str(tmp_path / "cut.pt"), **kwargs)
     torch.save({"state_dict": {"visual.proj": torch.zeros(2, 2)}}, tmp_path / "other.pt")
     with pytest.raises(MissingCheckpoint, match=r"other.pt is not an open_clip CLIP checkpoint \(no 'visual.conv1"):
