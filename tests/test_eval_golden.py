@@ -69,3 +69,22 @@ def test_image_reward_matches_the_original_score_method():
     scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(folder / "med_config.json"),
                                tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"], device="cpu")
     np.testing.assert_allclose(score_pairs(scorer), EXPECTED["image_reward"], rtol=0, atol=1e-4)
+
+
+def test_image_reward_med_config_defaults_are_berts(tmp_path):
+    """BLIP's med_config may omit layer_norm_eps / hidden_act: BERT's defaults (1e-12, gelu) apply, as in BertConfig."""
+    folder = FIXTURES / "image_reward"
+    med = json.loads((folder / "med_config.json").read_text())
+    assert (med.pop("layer_norm_eps"), med.pop("hidden_act")) == (1e-12, "gelu")
+    (tmp_path / "med.json").write_text(json.dumps(med))
+    scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(tmp_path / "med.json"),
+                               tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"], device="cpu")
+    np.testing.assert_allclose(score_pairs(scorer), EXPECTED["image_reward"], rtol=0, atol=1e-4)
+
+
+def test_clip_t_is_clip_score_under_its_own_name_with_a_separate_processor():
+    scorer = CLIPScoreScorer(model=str(FIXTURES / "clip"), processor=str(FIXTURES / "hps" / "base"), name="clip_t",
+                             device="cpu")
+    assert scorer.name == "clip_t"
+    # The HPS base processor has the same tokenizer and pixel settings: same scores through a different folder.
+    np.testing.assert_allclose(score_pairs(scorer), EXPECTED["clip_score"], rtol=0, atol=1e-4)

@@ -27,6 +27,7 @@ from w2sd.evaluation.hps import HPSv2Scorer
 from w2sd.evaluation.image_reward import REWARD_STD, ImageRewardScorer
 from w2sd.evaluation.pickscore import PickScoreScorer
 from w2sd.evaluation.similarity import ReferenceSimilarity
+from w2sd.validation import ConfigError
 
 IMAGES = [pattern_image(i) for i in range(3)]
 PROMPTS = ["a red cat", "a blue dog", "the sea"]
@@ -263,3 +264,20 @@ def test_hf_hub_offline_unset_is_online(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert hub_offline() is False
+
+
+def test_fid_resizes_mixed_sizes_when_asked_and_needs_two_images_per_set():
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    mixed = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(6, 9), (8, 8), (5, 7)]]
+    ref = [Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(4)]
+    resized = [im.resize((8, 8), Image.Resampling.BICUBIC) for im in mixed]
+    assert fid(mixed, ref, feature=TinyFeatures(), image_size=8) == fid(resized, ref, feature=TinyFeatures())
+    with pytest.raises(ConfigError, match="differ in size"):
+        fid(mixed, ref, feature=TinyFeatures())
+    with pytest.raises(ConfigError, match=r"^FID needs >= 2 images per set, got 1 generated, 4 reference$"):
+        fid(ref[:1], ref, feature=TinyFeatures())
+    with pytest.raises(ConfigError, match=r"got 4 generated, 1 reference$"):
+        fid(ref, ref[:1], feature=TinyFeatures())
+    assert fid(ref[:2], ref[2:], feature=TinyFeatures()) >= 0  # two per set suffice
