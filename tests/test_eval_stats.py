@@ -15,6 +15,7 @@ def test_win_rate_counts_ties_explicitly():
     assert result.rate == pytest.approx(2 / 5)
     loose = win_rate([3.0, 2.0, 1.0, 5.0, 4.0], [1.0, 2.0, 2.0, 5.0, 3.9], tol=0.15)
     assert (loose.wins, loose.ties, loose.losses) == (1, 3, 1)
+    assert loose.as_dict() == {"win_rate": 0.2, "wins": 1, "ties": 3, "losses": 1} and loose.n == 5
 
 
 def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time():

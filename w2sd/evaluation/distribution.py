@@ -81,6 +81,7 @@ def fid(generated: Iterable[Image.Image], reference: Iterable[Image.Image], feat
     return float(metric.compute())
 
 
+@torch.no_grad()
 def inception_score(images: Iterable[Image.Image], logits: Callable[[torch.Tensor], torch.Tensor], splits: int = 10,
                     batch_size: int = 50, image_size: int | None = None, device: str | torch.device = "cpu",
                     seed: int = 0) -> tuple[float, float]:
