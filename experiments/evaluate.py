@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -122,14 +122,18 @@ class EvaluateExperiment(Experiment):
             raise ConfigError(f"preference_scorer={pref} does not output preference logits; use pickscore")
         return scorers
 
-    def build_extractors(self) -> dict[str, torch.nn.Module]:
-        """The feature network per distribution metric: the injected `distribution.extractor` (its output serves
-        as FID features and as IS class logits) or torchmetrics' Inception (2048-d pool features / logits)."""
+    def build_extractors(self) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """What each distribution metric feeds images through: FID features and IS class logits, two separate
+        outputs, from the injected `distribution.extractor` (its forward → features, its `logits` method → logits)
+        or from torchmetrics' Inception (2048-d pool features / unbiased logits)."""
         dist = self.cfg.distribution
         device = pick_device(dist.device)
         if dist.extractor is not None:
-            shared = instantiate(dist.extractor)
-            return {m: shared.to(device) for m in self.distribution_metrics}
+            shared = instantiate(dist.extractor).to(device)
+            if "is" in self.distribution_metrics and not callable(getattr(shared, "logits", None)):
+                raise ConfigError(f"distribution.extractor={dist.extractor._target_} has no `logits` method; IS needs "
+                                  "class logits separate from the FID features (or drop is from distribution.metrics)")
+            return {m: shared if m == "fid" else shared.logits for m in self.distribution_metrics}
         outputs = {"fid": "2048", "is": "logits_unbiased"}
         return {m: inception_extractor(outputs[m], dist.inception_weights).to(device)
                 for m in self.distribution_metrics}
@@ -147,7 +151,7 @@ class EvaluateExperiment(Experiment):
                 row["fid"] = fid(method_images(samples), reference, feature=extractors["fid"], **kwargs)
             if "is" in extractors:
                 row["is"], row["is_std"] = inception_score(method_images(samples), extractors["is"],
-                                                           splits=dist.splits, **kwargs)
+                                                           splits=dist.splits, seed=dist.seed, **kwargs)
             out[method] = row
         return out
 

@@ -1,4 +1,4 @@
-# `python -m paper_figures [--check]`: rebuild every figure/table from stored results and refresh README blocks.
+# `python -m paper_figures [--check]`: rebuild every figure/table from stored results, refresh README/docs blocks.
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import paper_figures
 from paper_figures.common import RESULTS_ROOT
-from paper_figures.readme_blocks import replace_blocks
+from paper_figures.readme_blocks import render_pages
 from w2sd.results import atomic_write_text
 from w2sd.validation import ConfigError
 
@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m paper_figures", description=__doc__)
     parser.add_argument("--results", type=Path, default=RESULTS_ROOT, help="folder of <experiment>/results.json")
     parser.add_argument("--out", type=Path, default=ROOT / "paper_figures" / "out", help="figure output folder")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
-    parser.add_argument("--check", action="store_true", help="only compare README blocks; write nothing")
+    parser.add_argument("--root", type=Path, default=ROOT, help="folder holding README.md and docs/*.md")
+    parser.add_argument("--check", action="store_true", help="only compare the pages' blocks; write nothing")
     parser.add_argument("--only", nargs="*", help="figure modules to run (default: all)")
     args = parser.parse_args(argv)
     try:
@@ -42,19 +42,21 @@ def main(argv: list[str] | None = None) -> int:
                 blocks = build_all(args.results, Path(tmp), args.only)
         else:
             blocks = build_all(args.results, args.out, args.only)
-        text = args.readme.read_text(encoding="utf-8")
-        updated = replace_blocks(text, blocks)
+        pages = render_pages(args.root, blocks)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    stale = [page for page, (old, new) in pages.items() if old != new]
     if args.check:
-        if updated != text:
-            print("README.md results blocks are stale; run `python -m paper_figures`", file=sys.stderr)
+        if stale:
+            names = ", ".join(str(p.relative_to(args.root)) for p in stale)
+            print(f"results blocks are stale in {names}; run `python -m paper_figures`", file=sys.stderr)
             return 1
-        print(f"README.md results blocks are up to date ({len(blocks)} blocks)")
+        print(f"results blocks are up to date ({len(blocks)} blocks on {len(pages)} pages)")
         return 0
-    atomic_write_text(args.readme, updated)
-    print(f"rebuilt {len(blocks)} README blocks; figures in {args.out}")
+    for page in stale:
+        atomic_write_text(page, pages[page][1])
+    print(f"rebuilt {len(blocks)} results blocks ({len(stale)} pages changed); figures in {args.out}")
     return 0
 
 

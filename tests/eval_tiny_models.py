@@ -148,13 +148,17 @@ def pattern_image(seed: int, size: int = 48) -> Image.Image:
 
 
 class TinyFeatures(torch.nn.Module):
-    """Injected feature network: mean colour per channel and its square (6 features)."""
+    """Injected feature network: FID features = mean colour per channel and its square (6 features); IS logits =
+    50 × mean colour (3 "classes": the dominant channel), a different output than the features."""
 
     num_features = 6
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = x.float().mean(dim=(2, 3)) / 255
         return torch.cat([m, m**2], dim=1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return 50.0 * x.float().mean(dim=(2, 3)) / 255
 
 
 PROMPTS = ["a red cat", "a blue dog", "two apples", "a house at night", "a tree", "the sea"]

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from eval_tiny_models import PROMPTS, make_run_dir, prompt_file, tiny_clip, tiny_head, tiny_hps
+from eval_tiny_models import PROMPTS, TinyFeatures, make_run_dir, prompt_file, tiny_clip, tiny_head, tiny_hps
 from PIL import Image
 
-from w2sd.evaluation.run_dir import load_generation_run
+from w2sd.evaluation.distribution import fid, inception_score
+from w2sd.evaluation.run_dir import load_generation_run, open_image
+from w2sd.stats import bootstrap_ci
 from w2sd.validation import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,9 +42,11 @@ def test_evaluate_command_writes_scores_results_table_and_wandb(tmp_path):
     metrics = results["metrics"]
     for method in ("weak", "strong", "w2sd"):
         scores = [float(r["pickscore"]) for r in rows if r["method"] == method]
-        assert metrics[method]["pickscore"] == pytest.approx(sum(scores) / 4)
-        low, high = metrics[method]["pickscore_ci"]
-        assert low <= metrics[method]["pickscore"] <= high and metrics[method]["n"] == 4
+        assert metrics[method]["pickscore"] == pytest.approx(sum(scores) / 4) and metrics[method]["n"] == 4
+        # The CI is the percentile bootstrap of exactly these per-prompt scores under the configured resamples/seed
+        # (bootstrap_ci itself is checked against exact enumeration and the normal closed form in test_eval_stats).
+        ci = bootstrap_ci(scores, confidence=0.95, resamples=500, seed=0)
+        assert metrics[method]["pickscore_ci"] == pytest.approx([ci.low, ci.high], rel=1e-9)
     comp = results["extra"]["comparisons"]["w2sd_vs_strong"]
     assert comp["preference"]["w2sd"] + comp["preference"]["strong"] == pytest.approx(100.0)
     win = comp["metrics"]["hps"]
@@ -166,9 +170,16 @@ def test_fid_and_is_reach_results_json_and_table_3(tmp_path, run, compose_config
                           "distribution.device=cpu", "comparisons=[]")
     results = run_experiment(cfg, tmp_path / "results" / "eval_t3")
     metrics = results["metrics"]
-    assert metrics["weak"]["fid"] == pytest.approx(0.0, abs=1e-6)
-    assert metrics["strong"]["fid"] > 0.05 and metrics["w2sd"]["fid"] > 0.05
-    assert metrics["w2sd"]["is"] > metrics["weak"]["is"] + 0.01 and "fid_ci" not in metrics["weak"]
+    assert metrics["weak"]["fid"] == pytest.approx(0.0, abs=1e-6) and "fid_ci" not in metrics["weak"]
+    # Each method's set-level numbers are those of its own images (FID and IS are checked against their closed forms
+    # in test_eval_scorers): FID from the features, IS from the separate `logits` output with the configured seed.
+    ref = [open_image(p) for p in sorted(reference.glob("*.png"))]
+    for method in ("strong", "w2sd"):
+        ims = [open_image(p) for p in sorted((run / method).glob("*.png"))]
+        assert metrics[method]["fid"] == pytest.approx(fid(ims, ref, feature=TinyFeatures()), rel=1e-9)
+        mean, std = inception_score(ims, TinyFeatures().logits, splits=2, seed=0)
+        assert (metrics[method]["is"], metrics[method]["is_std"]) == pytest.approx((mean, std), rel=1e-9)
+    assert metrics["strong"]["fid"] > 0.05 and metrics["w2sd"]["is"] > metrics["weak"]["is"] + 0.01
     assert results["extra"]["distribution"]["n_reference"] == 4
     table = render("3", tmp_path / "results")
     assert f"| {metrics['w2sd']['is']:.4f} |" in table and f"| {metrics['w2sd']['fid']:.4f} |" in table
@@ -194,9 +205,11 @@ def test_bad_distribution_config_is_refused_before_any_work(tmp_path, run, compo
 def test_default_inception_without_torch_fidelity_or_weights_fails_in_one_line():
     from w2sd.evaluation.distribution import inception_extractor
 
-    with pytest.raises(ConfigError, match="inception_weights=.*distribution.extractor") as err:
+    with pytest.raises(ConfigError) as err:
         inception_extractor("2048", "/nonexistent/pt_inception.pth")
-    assert "\n" not in str(err.value)
+    fix = ("set distribution.inception_weights=<local pt_inception-2015-12-05-6726825d.pth> or inject "
+           "distribution.extractor={_target_: <your nn.Module>}")
+    assert str(err.value).endswith("; " + fix) and "\n" not in str(err.value)
 
 
 def test_video_runs_get_the_labelled_imaging_stand_in_by_default(tmp_path, compose_config):
@@ -208,3 +221,14 @@ def test_video_runs_get_the_labelled_imaging_stand_in_by_default(tmp_path, compo
     metrics = experiment.aggregate(experiment.score({}))
     assert 0 < metrics["w2sd"]["imaging_quality_laplacian_not_musiq"] <= 100
     assert "imaging_quality" not in metrics["w2sd"] and "imaging_quality_musiq" not in metrics["w2sd"]
+
+
+def test_an_injected_extractor_without_separate_logits_is_refused_for_is(run, compose_config):
+    from experiments.evaluate import EvaluateExperiment
+
+    experiment = EvaluateExperiment(evaluate_config(compose_config, run, "distribution.metrics=[fid,is]",
+                                                    "distribution.splits=2", f"distribution.reference_dir={run}/weak",
+                                                    "distribution.extractor={_target_:torch.nn.Identity}"))
+    experiment.validate()
+    with pytest.raises(ConfigError, match="torch.nn.Identity has no `logits` method"):
+        experiment.build_extractors()

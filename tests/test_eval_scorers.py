@@ -1,6 +1,8 @@
 # Every scorer loaded through its real loading path from tiny random checkpoints saved in the released formats.
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,7 @@ from w2sd.evaluation.hps import HPSv2Scorer
 from w2sd.evaluation.image_reward import REWARD_STD, ImageRewardScorer
 from w2sd.evaluation.pickscore import PickScoreScorer
 from w2sd.evaluation.similarity import ReferenceSimilarity
+from w2sd.validation import ConfigError
 
 IMAGES = [pattern_image(i) for i in range(3)]
 PROMPTS = ["a red cat", "a blue dog", "the sea"]
@@ -45,18 +48,6 @@ def check_scores(scorer, n=3):
     assert first.shape == (n,) and np.all(np.isfinite(first))
     np.testing.assert_array_equal(first, again)  # deterministic
     return first
-
-
-def test_hps_checkpoint_renaming_reproduces_the_clip_cosine(models):
-    scorer = HPSv2Scorer(version="v2.0", checkpoint=str(models["hps"]), base=str(models["hps_base"]), device="cpu",
-                         batch_size=2)
-    scores = check_scores(scorer)
-    reference = CLIPModel.from_pretrained(models["hps_base"]).eval()  # the weights the checkpoint was made from
-    with torch.no_grad():
-        cos = (image_embeddings(reference, scorer.processor, IMAGES, torch.device("cpu"))
-               * text_embeddings(reference, scorer.processor, PROMPTS, torch.device("cpu"))).sum(-1)
-    np.testing.assert_allclose(scores, 100 * cos.numpy(), rtol=1e-5, atol=1e-4)
-    assert scorer.name == "hps_v20" and np.all(np.abs(scores) <= 100)
 
 
 def test_hps_version_switch_picks_the_released_file_names(models):
@@ -134,35 +125,159 @@ def test_reference_similarity_ranks_the_reference_itself_first(models, tmp_path,
     assert scores[0] == pytest.approx(100.0, abs=1e-3) and scores[0] > max(scores[1:])
 
 
-def test_missing_checkpoints_fail_with_one_line_naming_them(tmp_path):
-    for make, name in [(lambda: PickScoreScorer(device="cpu"), "yuvalkirstain/PickScore_v1"),
-                       (lambda: AestheticScorer(clip=str(tmp_path / "none"), device="cpu"), "none"),
-                       (lambda: ImageRewardScorer(device="cpu"), "THUDM/ImageReward ImageReward.pt")]:
+def test_missing_checkpoints_fail_with_one_line_naming_them(tmp_path, models):
+    golden = Path(__file__).resolve().parent / "fixtures" / "scorers"
+    cases = [
+        (lambda: PickScoreScorer(device="cpu"), "pickscore: checkpoint yuvalkirstain/PickScore_v1 not found", "model"),
+        (lambda: AestheticScorer(clip=str(tmp_path / "none"), device="cpu"), f"aesthetic: checkpoint {tmp_path}/none",
+         "clip"),
+        (lambda: AestheticScorer(clip=str(golden / "clip"), device="cpu"),
+         "aesthetic: checkpoint trl-lib/ddpo-aesthetic-predictor aesthetic-model.pth not found", "head"),
+        (lambda: ImageRewardScorer(device="cpu"), "image_reward: checkpoint THUDM/ImageReward ImageReward.pt",
+         "checkpoint"),
+        (lambda: HPSv2Scorer(base=str(models["hps_base"]), device="cpu"),  # default version: v2.1
+         "hps_v21: checkpoint xswu/HPSv2 HPS_v2.1_compressed.pt not found", "checkpoint"),
+        (lambda: HPSv2Scorer(checkpoint=str(models["hps"]), base=str(tmp_path / "nobase"), device="cpu"),
+         f"hps_v21: checkpoint {tmp_path}/nobase not found", "base"),
+    ]
+    for make, start, key in cases:
         with pytest.raises(MissingCheckpoint) as err:
             make()
-        assert name in str(err.value) and "\n" not in str(err.value)
+        message = str(err.value)
+        assert message.startswith(start) and f"set the scorer's `{key}` to a local path" in message, message
+        assert "\n" not in message
 
 
-def test_fid_with_an_injected_extractor_separates_near_and_far_sets():
+def test_hps_reads_bare_and_wrapped_state_dicts_and_refuses_incomplete_ones(models, tmp_path):
+    wrapped = torch.load(models["hps"], weights_only=True)
+    torch.save(wrapped["state_dict"], tmp_path / "bare.pt")
+    kwargs = {"base": str(models["hps_base"]), "device": "cpu", "version": "v2.0"}
+    bare = HPSv2Scorer(checkpoint=str(tmp_path / "bare.pt"), **kwargs)
+    np.testing.assert_array_equal(bare.score(IMAGES, PROMPTS),
+                                  HPSv2Scorer(checkpoint=str(models["hps"]), **kwargs).score(IMAGES, PROMPTS))
+    assert bare.version == "v2.0"
+    cut = "module.transformer.resblocks.1.mlp.c_fc.bias"  # a text-tower weight
+    torch.save({k: v for k, v in wrapped["state_dict"].items() if k != cut}, tmp_path / "cut.pt")
+    with pytest.raises(MissingCheckpoint, match=r"lacks 1 weights, e.g. text_model.encoder.layers.1.mlp.fc1.bias"):
+        HPSv2Scorer(checkpoint=str(tmp_path / "cut.pt"), **kwargs)
+    torch.save({"state_dict": {"visual.proj": torch.zeros(2, 2)}}, tmp_path / "other.pt")
+    with pytest.raises(MissingCheckpoint, match=r"other.pt is not an open_clip CLIP checkpoint \(no 'visual.conv1"):
+        HPSv2Scorer(checkpoint=str(tmp_path / "other.pt"), **kwargs)
+
+
+def test_pickscore_takes_its_processor_from_the_processor_folder(models, tmp_path):
+    """The PickScore checkpoint ships without a processor (the model card loads laion's): only `processor` has one."""
+    import shutil
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(models["clip"] / name, weights / name)
+    scorer = PickScoreScorer(model=str(weights), processor=str(models["clip"]), device="cpu")
+    reference = PickScoreScorer(model=str(models["clip"]), processor=str(models["clip"]), device="cpu")
+    np.testing.assert_array_equal(scorer.score(IMAGES, PROMPTS), reference.score(IMAGES, PROMPTS))
+
+
+def test_fid_equals_the_closed_form_frechet_distance_of_the_feature_statistics():
+    """FID = |μ₁ − μ₂|² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½) of the two sets' features (sample mean, unbiased covariance),
+    computed here with scipy's sqrtm on features computed in numpy."""
+    from PIL import Image
+    from scipy.linalg import sqrtm
+
     rng = np.random.default_rng(0)
 
-    def images(shift, n=16):
-        from PIL import Image
-        return [Image.fromarray(np.clip(rng.normal(128 + shift, 30, (8, 8, 3)), 0, 255).astype(np.uint8))
+    def images(shift, spread, n=40):
+        return [Image.fromarray(np.clip(rng.normal(128 + shift, spread, (4, 4, 3)), 0, 255).astype(np.uint8))
                 for _ in range(n)]
 
-    reference = images(0)
-    near, far = fid(images(0), reference, feature=TinyFeatures()), fid(images(60), reference, feature=TinyFeatures())
-    assert 0 <= near < far
+    def features(ims):
+        m = np.stack([np.asarray(im, dtype=np.float64).mean(axis=(0, 1)) / 255 for im in ims])
+        return np.concatenate([m, m**2], axis=1)
+
+    reference, generated = images(0, 40), images(30, 20)
+    f1, f2 = features(reference), features(generated)
+    mu1, mu2, s1, s2 = f1.mean(0), f2.mean(0), np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * sqrtm(s1 @ s2).real)
+    assert fid(generated, reference, feature=TinyFeatures(), batch_size=7) == pytest.approx(expected, rel=1e-4)
+    assert fid(reference, reference, feature=TinyFeatures()) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_inception_score_with_injected_logits_is_high_for_confident_diverse_classes():
+def inception_score_formula(logits: np.ndarray) -> float:
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    return float(np.exp(np.mean(np.sum(p * (np.log(p) - np.log(p.mean(0, keepdims=True))), axis=1))))
+
+
+class FixedLogits(torch.nn.Module):
+    """Logits read off the image: the red channel of pixel (0, 0) indexes a row of a fixed logit table."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        super().__init__()
+        self.table = torch.tensor(table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table[x[:, 0, 0, 0].long()]
+
+
+def test_inception_score_equals_the_formula_on_known_logits_and_is_seeded():
     from PIL import Image
 
-    class Colour(torch.nn.Module):
-        def forward(self, x):
-            return 50.0 * (x.float().mean(dim=(2, 3)) / 255)  # 3 "classes": the dominant channel
+    table = np.random.default_rng(3).normal(0, 2, (12, 5))
+    images = [Image.new("RGB", (2, 2), (k, 0, 0)) for k in range(12)]
+    mean, std = inception_score(images, FixedLogits(table), splits=1, batch_size=5)
+    assert mean == pytest.approx(inception_score_formula(table), rel=1e-9) and std == 0.0
+    # splits=3: the seeded shuffle (torch.randperm under manual_seed) decides the groups; mean/std over groups.
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(7)).numpy()
+    per_split = [inception_score_formula(table[order[i:i + 4]]) for i in (0, 4, 8)]
+    mean, std = inception_score(images, FixedLogits(table), splits=3, seed=7)
+    assert mean == pytest.approx(np.mean(per_split), rel=1e-9) and std == pytest.approx(np.std(per_split, ddof=1))
+    assert inception_score(images, FixedLogits(table), splits=3, seed=7) == (mean, std)
+    assert inception_score(images, FixedLogits(table), splits=3, seed=8) != (mean, std)
+
+
+def test_inception_score_of_confident_uniform_classes_is_the_class_count():
+    from PIL import Image
 
     pure = [Image.new("RGB", (8, 8), c) for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)] * 4]
     grey = [Image.new("RGB", (8, 8), (128, 128, 128))] * 12
-    assert inception_score(pure, Colour(), splits=2)[0] > 2.5 > 1.01 > inception_score(grey, Colour(), splits=2)[0]
+    assert inception_score(pure, TinyFeatures().logits, splits=1)[0] == pytest.approx(3.0, rel=1e-6)
+    assert inception_score(grey, TinyFeatures().logits, splits=1)[0] == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("true", True), (" YES ", True), ("On", True), ("0", False),
+                                            ("", False), ("false", False)])
+def test_hf_hub_offline_values_are_read_like_huggingface_hub(monkeypatch, value, offline):
+    from w2sd.evaluation.checkpoints import hub_offline, resolve_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert hub_offline() is offline
+    if offline:  # the refusal says why nothing was fetched
+        with pytest.raises(MissingCheckpoint) as err:
+            resolve_file(None, "nobody/none", "w.pt", scorer="s", key="checkpoint")
+        assert str(err.value) == ("s: checkpoint nobody/none w.pt not found locally or in the Hugging Face cache "
+                                  "(HF_HUB_OFFLINE=1); download it where the hub is reachable (`hf download "
+                                  "nobody/none w.pt`) or set the scorer's `checkpoint` to a local path")
+
+
+def test_hf_hub_offline_unset_is_online(monkeypatch):
+    from w2sd.evaluation.checkpoints import hub_offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert hub_offline() is False
+
+
+def test_fid_resizes_mixed_sizes_when_asked_and_needs_two_images_per_set():
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    mixed = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in [(6, 9), (8, 8), (5, 7)]]
+    ref = [Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(4)]
+    resized = [im.resize((8, 8), Image.Resampling.BICUBIC) for im in mixed]
+    assert fid(mixed, ref, feature=TinyFeatures(), image_size=8) == fid(resized, ref, feature=TinyFeatures())
+    with pytest.raises(ConfigError, match="differ in size"):
+        fid(mixed, ref, feature=TinyFeatures())
+    with pytest.raises(ConfigError, match=r"^FID needs >= 2 images per set, got 1 generated, 4 reference$"):
+        fid(ref[:1], ref, feature=TinyFeatures())
+    with pytest.raises(ConfigError, match=r"got 4 generated, 1 reference$"):
+        fid(ref, ref[:1], feature=TinyFeatures())
+    assert fid(ref[:2], ref[2:], feature=TinyFeatures()) >= 0  # two per set suffice

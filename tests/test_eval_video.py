@@ -80,3 +80,17 @@ def test_laplacian_imaging_quality_ranks_sharp_above_blurred_and_noisy():
     assert np.all((0 <= blur3) & (sharp <= 1)) and scorer.score([Image.new("RGB", (32, 32))], [""])[0] == 0.0
     metrics = video_metrics(square_clip(2), "a square", imaging=scorer)
     assert 0 < metrics["imaging_quality_laplacian_not_musiq"] <= 100 and "imaging_quality" not in metrics
+
+
+def test_feature_consistency_of_rotating_frame_features_is_the_closed_form():
+    """Unit features at angles 0, θ, 2θ, 3θ (scaled by arbitrary norms): to-first cosines cos(kθ), to-previous
+    cosines cos θ; the VBench score is 100 · mean_k max(0, ½(cos kθ + cos θ))."""
+    theta = 0.5
+    angles = theta * np.arange(4)
+    norms = np.array([1.0, 3.0, 0.5, 2.0])
+    f = torch.tensor(np.stack([np.cos(angles), np.sin(angles)], 1) * norms[:, None])
+    expected = 100 * np.mean(np.maximum(0, 0.5 * (np.cos(theta * np.arange(1, 4)) + np.cos(theta))))
+    assert feature_consistency(f) == pytest.approx(expected, rel=1e-12)
+    assert feature_consistency(f[:2]) == pytest.approx(100 * np.cos(theta), rel=1e-12)  # two frames are enough
+    with pytest.raises(ConfigError, match="at least 2 frames"):
+        feature_consistency(f[:1])

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from w2sd.evaluation.checkpoints import MissingCheckpoint, resolve_file
-from w2sd.evaluation.clip_backbone import image_embeddings, load_clip
+from w2sd.evaluation.clip_backbone import load_clip, pixel_embeddings
+from w2sd.evaluation.preprocess import openai_clip_pixels
 from w2sd.evaluation.reward_head import RewardMLP
 from w2sd.evaluation.scorer import Scorer
 
@@ -24,7 +25,7 @@ class AestheticScorer(Scorer):
     def __init__(self, clip: str = AESTHETIC_CLIP, head: str | None = None, batch_size: int = 8,
                  device: str = "auto") -> None:
         super().__init__(batch_size, device)
-        self.model, self.processor = load_clip(clip, None, scorer=self.name, model_key="clip")
+        self.model, _ = load_clip(clip, None, scorer=self.name, model_key="clip")
         path = resolve_file(head, AESTHETIC_HEAD_REPO, AESTHETIC_HEAD_FILE, scorer=self.name, key="head")
         try:
             self.head = RewardMLP.from_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -37,5 +38,7 @@ class AestheticScorer(Scorer):
         self.head.to(self.device)
 
     def score_batch(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
-        emb = image_embeddings(self.model, self.processor, images, self.device)
+        # simple_inference.py preprocesses with OpenAI CLIP's torchvision transform, not the transformers processor.
+        pixels = openai_clip_pixels(images, self.model.config.vision_config.image_size)
+        emb = pixel_embeddings(self.model, pixels, self.device)
         return self.head(emb.to(self.head.layers[0].weight.dtype))

@@ -4,23 +4,34 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+import transformers
 from PIL import Image
 from transformers import AutoProcessor, CLIPModel
 
 from w2sd.evaluation.checkpoints import load_pretrained
+
+# PickScore's and CLIPScore's originals resized with PIL (transformers 4); transformers 5 defaults to torchvision
+# resizing where torchvision loads, which moves scores by ~1e-4 relative, so the PIL backend is asked for.
+PIL_RESIZING = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
 
 
 def load_clip(model: str, processor: str | None, *, scorer: str, model_key: str = "model") -> tuple[CLIPModel, object]:
     """A CLIPModel in eval mode and its processor (tokenizer + image preprocessing); `processor` defaults to `model`."""
     net = load_pretrained(CLIPModel.from_pretrained, model, scorer=scorer, key=model_key)
     proc = load_pretrained(AutoProcessor.from_pretrained, processor or model, scorer=scorer,
-                           key="processor" if processor else model_key)
+                           key="processor" if processor else model_key, **PIL_RESIZING)
     return net.eval(), proc
 
 
 def image_embeddings(model: CLIPModel, processor, images: Sequence[Image.Image], device: torch.device) -> torch.Tensor:
-    pixels = processor(images=list(images), return_tensors="pt")["pixel_values"].to(device, model.dtype)
-    return torch.nn.functional.normalize(features_tensor(model.get_image_features(pixel_values=pixels)), dim=-1)
+    """Embeddings of images preprocessed by the transformers processor (PickScore's and CLIPScore's own path)."""
+    return pixel_embeddings(model, processor(images=list(images), return_tensors="pt")["pixel_values"], device)
+
+
+def pixel_embeddings(model: CLIPModel, pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """L2-normalised image embeddings of already preprocessed (N, 3, H, W) pixels."""
+    feats = model.get_image_features(pixel_values=pixels.to(device, model.dtype))
+    return torch.nn.functional.normalize(features_tensor(feats), dim=-1)
 
 
 def text_embeddings(model: CLIPModel, processor, prompts: Sequence[str], device: torch.device) -> torch.Tensor:

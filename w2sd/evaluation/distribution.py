@@ -1,7 +1,7 @@
-# FID and Inception Score of an image set (paper Table 3) through torchmetrics, with an injectable feature network.
+# FID (through torchmetrics) and a seeded Inception Score of an image set (paper Table 3); injectable networks.
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
 
@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.inception import InceptionScore
 
 from w2sd.validation import ConfigError
 
@@ -82,13 +81,25 @@ def fid(generated: Iterable[Image.Image], reference: Iterable[Image.Image], feat
     return float(metric.compute())
 
 
-def inception_score(images: Iterable[Image.Image], feature: str | nn.Module = "logits_unbiased", splits: int = 10,
-                    batch_size: int = 50, image_size: int | None = None,
-                    device: str | torch.device = "cpu") -> tuple[float, float]:
-    """(mean, std over splits) of exp(E KL(p(y|x) ‖ p(y))); an injected module must return class logits."""
-    metric = InceptionScore(feature=feature, splits=splits).to(device)
-    n = _feed(images, batch_size, image_size, metric.update, device)
+@torch.no_grad()
+def inception_score(images: Iterable[Image.Image], logits: Callable[[torch.Tensor], torch.Tensor], splits: int = 10,
+                    batch_size: int = 50, image_size: int | None = None, device: str | torch.device = "cpu",
+                    seed: int = 0) -> tuple[float, float]:
+    """(mean, std over splits) of exp(E_x KL(p(y|x) ‖ p(y))), p = softmax(`logits`(uint8 (N, 3, H, W) images)).
+
+    torchmetrics' InceptionScore shuffles with an unseeded randperm before splitting, so its value changes from run
+    to run; here the shuffle is drawn from `seed`, otherwise the computation is the same (std with Bessel's
+    correction over the splits).
+    """
+    chunks: list[torch.Tensor] = []
+    n = _feed(images, batch_size, image_size, lambda b: chunks.append(logits(b).double().cpu()), device)
     if n < splits:
         raise ConfigError(f"Inception Score with splits={splits} needs >= {splits} images, got {n}")
-    mean, std = metric.compute()
-    return float(mean), float(std)
+    all_logits = torch.cat(chunks)[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
+    per_split = []
+    for part in all_logits.chunk(splits, dim=0):
+        log_p = part.log_softmax(dim=1)
+        log_marginal = log_p.exp().mean(dim=0, keepdim=True).log()
+        per_split.append((log_p.exp() * (log_p - log_marginal)).sum(dim=1).mean().exp())
+    scores = torch.stack(per_split)
+    return float(scores.mean()), float(scores.std()) if splits > 1 else 0.0

@@ -8,14 +8,15 @@ from PIL import Image
 from transformers import AutoProcessor, CLIPConfig, CLIPModel
 
 from w2sd.evaluation.checkpoints import MissingCheckpoint, load_pretrained, resolve_file
-from w2sd.evaluation.clip_backbone import image_embeddings, openclip_to_transformers, text_embeddings
+from w2sd.evaluation.clip_backbone import openclip_to_transformers, pixel_embeddings, text_embeddings
+from w2sd.evaluation.preprocess import hps_pixels
 from w2sd.evaluation.scorer import Scorer
 from w2sd.validation import check_choice
 
 HPS_REPO = "xswu/HPSv2"
 # The released W2SD evaluate.py scores v2.1; the paper writes "HPS v2" (paper.md §10.4), so both are selectable.
 HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
-# Architecture, tokenizer and pixel preprocessing of open_clip ViT-H-14 (the base HPS was fine-tuned from).
+# Architecture and tokenizer of open_clip ViT-H-14 (the base HPS was fine-tuned from).
 HPS_BASE = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 
 
@@ -48,6 +49,8 @@ class HPSv2Scorer(Scorer):
         self.model.eval().to(self.device)
 
     def score_batch(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
-        img = image_embeddings(self.model, self.processor, images, self.device)
+        # hpsv2 pads the whole image into view (longest side → 224), unlike CLIP's shortest-side centre crop.
+        pixels = hps_pixels(images, self.model.config.vision_config.image_size)
+        img = pixel_embeddings(self.model, pixels, self.device)
         txt = text_embeddings(self.model, self.processor, prompts, self.device)
         return 100.0 * (img * txt).sum(-1)

@@ -7,13 +7,14 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image
-from transformers import BertTokenizer, BlipTextConfig, BlipVisionConfig, CLIPImageProcessor
+from transformers import BertTokenizer, BlipTextConfig, BlipVisionConfig
 from transformers.models.blip.modeling_blip import BlipVisionModel
 from transformers.models.blip.modeling_blip_text import BlipTextModel
 
 from w2sd.evaluation.checkpoints import MissingCheckpoint, load_pretrained, resolve_file
+from w2sd.evaluation.preprocess import openai_clip_pixels
 from w2sd.evaluation.reward_head import RewardMLP
-from w2sd.evaluation.scorer import CLIP_MEAN, CLIP_STD, Scorer
+from w2sd.evaluation.scorer import Scorer
 
 IMAGE_REWARD_REPO = "THUDM/ImageReward"
 # Standardisation constants of ImageReward-v1.0 (ImageReward.py): reward = (mlp(features) − mean) / std.
@@ -81,14 +82,12 @@ class ImageRewardScorer(Scorer):
         text_state = {k[len("blip.text_encoder."):]: v for k, v in state.items() if k.startswith("blip.text_encoder.")}
         _load_strict(self.text, text_state, "BLIP text encoder", ckpt)
         self.head = RewardMLP.from_state_dict({k[len("mlp."):]: v for k, v in state.items() if k.startswith("mlp.")})
-        self.processor = CLIPImageProcessor(size={"shortest_edge": vit["image_size"]}, image_mean=CLIP_MEAN,
-                                            crop_size={"height": vit["image_size"], "width": vit["image_size"]},
-                                            image_std=CLIP_STD)
+        self.image_size = vit["image_size"]
         for module in (self.vision, self.text, self.head):
             module.eval().to(self.device)
 
     def score_batch(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> torch.Tensor:
-        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+        pixels = openai_clip_pixels(images, self.image_size).to(self.device)  # ImageReward's `_transform`
         image_embeds = self.vision(pixel_values=pixels).last_hidden_state
         text = self.tokenizer(list(prompts), padding="max_length", truncation=True, max_length=35,
                               return_tensors="pt").to(self.device)
