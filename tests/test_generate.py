@@ -89,9 +89,8 @@ def test_preset_runs_end_to_end_and_writes_the_manifest_contract(preset, tiny, t
     T, lam = cfg.sampler.T, cfg.sampler.lam
     assert results["nfe"]["w2sd"] == T + 2 * lam and results["nfe"]["strong"] == T
     assert results["nfe"]["autoguidance"] == 2 * T
-    images = {m: np.asarray(Image.open(run_dir / f"{m}/00000.png"), dtype=float) for m in methods}
-    for method in methods - {"strong"}:  # every method's image is its own: no method reuses another's file
-        assert np.abs(images[method] - images["strong"]).mean() > 0.1, method
+    w2sd, strong = (np.asarray(Image.open(run_dir / f"{m}/00000.png"), dtype=float) for m in ("w2sd", "strong"))
+    assert np.abs(w2sd - strong).mean() > 0.1  # the reflection changed the image (exact values: the sd15_cfg test)
 
 
 def test_sd15_cfg_images_equal_diffusers_and_the_entry_point(tiny, tmp_path, compose_config) -> None:

@@ -16,6 +16,6 @@ def test_tiny_smoke_run_is_finite_counts_nfe_and_matches_diffusers_at_lambda_zer
         assert set(methods) == set(gap_config("weights_cfg" if gap == "video" else gap)["methods"])
         for name, row in methods.items():
             assert row["finite"], (gap, name)
-            assert row["nfe"] == (T + 2 * (T - 1) if name == "w2sd" else T)
+            assert row["nfe"] == {"w2sd": T + 2 * (T - 1), "autoguidance": 2 * T}.get(name, T)
         assert metrics["lambda_zero_max_abs_diff"][gap] <= 1e-4
     assert metrics["devices"]["model_cpu_offload"]["max_abs_diff"] == 0.0
