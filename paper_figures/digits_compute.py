@@ -3,24 +3,17 @@
 results/ablation_reflection_steps; writes paper_figures/out/digits_frontier.png and digits_cfg_sweep.png and the
 generated blocks of docs/digits.md (`<!-- results:NAME -->` … `<!-- /results:NAME -->`, the README convention).
 
-`python -m paper_figures.digits_compute [--check]` writes the figures and refreshes those docs blocks (or only
-checks the blocks); `build` (run by `python -m paper_figures`) writes the figures and returns no README blocks,
-since the blocks live in docs/digits.md, not README.md."""
+`build` (run by `python -m paper_figures [--check]`) writes the figures and returns the blocks, which
+paper_figures renders into docs/digits.md like every other page."""
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
 from paper_figures.common import publish_command, require_results
-from paper_figures.readme_blocks import replace_blocks
 from paper_figures.sweep_results import README_FIGURE_DIR, load_sweep, save_figure, world_dim
-from w2sd.results import atomic_write_text
-from w2sd.validation import ConfigError
 
-DOC_PAGE = Path(__file__).resolve().parent.parent / "docs" / "digits.md"
 # study → (label, (its headline metric, its distribution metric))
 FRONTIERS = {"digits_frontier_dataset_gap": ("dataset gap", ("balance_error", "fd")),
              "digits_frontier_weight_gap": ("training-length gap", ("adherence", "fd"))}
@@ -474,33 +467,5 @@ def build(results_root: Path, out_dir: Path) -> dict[str, str]:
     studies, sweep = load(results_root)
     frontier_figure(studies, out_dir)
     sweep_figure(sweep, out_dir)
-    return {}
+    return doc_blocks(results_root)
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paper_figures.digits_compute", description=__doc__)
-    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent.parent / "results")
-    parser.add_argument("--docs", type=Path, default=DOC_PAGE)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out", help="figure folder")
-    parser.add_argument("--check", action="store_true", help="only compare the docs blocks; write nothing")
-    args = parser.parse_args(argv)
-    try:
-        text = args.docs.read_text(encoding="utf-8")
-        updated = replace_blocks(text, doc_blocks(args.results))
-        if not args.check:
-            build(args.results, args.out)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.check:
-        if updated != text:
-            print(f"{args.docs} results blocks are stale; run `python -m paper_figures.digits_compute`",
-                  file=sys.stderr)
-            return 1
-        return 0
-    atomic_write_text(args.docs, updated)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -283,12 +283,6 @@ def test_cheapest_lam_keeps_ninety_percent_of_the_full_gain() -> None:
     assert cheapest_lam([(0, 0.0), (4, 0.2), (19, -0.1)]) is None
 
 
-def test_digits_docs_blocks_match_stored_results() -> None:
-    from paper_figures.digits_compute import main
-
-    assert main(["--check"]) == 0, "docs/digits.md is stale; run python -m paper_figures.digits_compute"
-
-
 def test_advanced_guidance_reads_the_weak_model_on_the_strong_step() -> None:
     """Closed form with linear ε-models: on each level but the last, ε = ε_s(x) + w(ε_s(x) − ε_w(x', t)) where x' is
     the strong DDIM step from x; DDIM written out by hand here (x̂₀ then re-noise)."""
