@@ -218,3 +218,34 @@ def test_missing_weights_fail_fast_offline_naming_id_place_and_fix(monkeypatch) 
     assert "'acme/never-cached'" in message and "HF cache" in message and "gap.models.strong.path=" in message
     with pytest.raises(ConfigError, match="is not a diffusers pipeline class"):
         load_pipeline("m", {"pipeline": "NoSuchPipeline", "id": "x/y"})
+
+
+def test_adaptive_reflection_keeps_each_prompt_with_its_sample() -> None:
+    """Adaptive reflection drops samples from the legs' batch; every kept sample must stay with its own prompt. The
+    reference is each prompt sampled alone (batch 1), where no row can be mixed up."""
+    pipe = F.sd15_pipeline()
+    prompts = ["a cat", "a red dog", "a blue car"]
+    strong_setting, weak_setting = ModelSetting(cfg=5.5), ModelSetting(cfg=1.0)
+    schedule = schedule_from_diffusers(dict(pipe.scheduler.config), 4)
+    x = torch.stack([F.unit_noise(pipe, seed)[0] for seed in range(3)])
+
+    def run(index: list[int], threshold) -> torch.Tensor:
+        chosen = [prompts[i] for i in index]
+        return sample_w2sd(denoiser(pipe, strong_setting, chosen), denoiser(pipe, weak_setting, chosen), x[index],
+                           schedule, threshold=threshold).x
+
+    # per-level thresholds between the samples' first reflection displacements, so some stop and others go on
+    full = [run([i], 0.0) for i in range(3)]
+    moved = []
+    for i in range(3):
+        trace: list[dict] = []
+        sample_w2sd(denoiser(pipe, strong_setting, [prompts[i]]), denoiser(pipe, weak_setting, [prompts[i]]), x[[i]],
+                    schedule, callback=trace.append)
+        moved.append(float((trace[0]["x_reflected"] - x[[i]]).pow(2).mean().sqrt()))
+    tau = sorted(moved)[1]  # the middle sample's displacement: at least one stops after level 0, one goes on
+    batched = run([0, 1, 2], [tau] * 4)
+    alone = torch.cat([run([i], [tau] * 4) for i in range(3)])
+    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=1e-4)
+    stopped = [i for i in range(3) if moved[i] <= tau]
+    assert stopped and len(stopped) < 3
+    assert not torch.allclose(alone[stopped[0]], full[stopped[0]][0], atol=1e-3)  # stopping changed that sample

@@ -6,9 +6,11 @@ changes x before it (a reflection, a re-noising). Samplers take `(model(s), x_T,
 latent the step started from after the pre-step (None when the step had none), `denoised` the main step's x̂₀."""
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, get_args
 
 import torch
@@ -44,18 +46,42 @@ class NFECounter:
         self.calls = 0
         self.rows = 0
 
-    def wrap(self, model: Denoiser, extra_args: dict | None = None) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    def wrap(self, model: Denoiser, extra_args: dict | None = None) -> Callable[..., torch.Tensor]:
+        """The counted denoiser. Called with `rows` (indices into the run's batch) when x holds only those samples:
+        batch-first tensors in `extra_args` are cut to the same rows, and a model that keeps per-sample
+        conditioning inside itself gets `rows=` too, if its signature takes it."""
         kwargs = extra_args or {}
+        takes_rows = accepts_keyword(model, "rows")
 
-        def call(x: torch.Tensor, t: int) -> torch.Tensor:
+        def call(x: torch.Tensor, t: int, rows: torch.Tensor | None = None) -> torch.Tensor:
             self.calls += 1
             self.rows += x.shape[0]
-            return model(x, t, **kwargs)
+            if rows is None:
+                return model(x, t, **kwargs)
+            return model(x, t, **take_rows(kwargs, rows), **({"rows": rows} if takes_rows else {}))
 
         return call
 
     def output(self, x: torch.Tensor) -> SampleOutput:
         return SampleOutput(x, self.calls, self.rows / x.shape[0])
+
+
+def accepts_keyword(fn: Callable, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and C callables have no inspectable signature
+        return False
+
+
+def take_rows(value: Any, rows: torch.Tensor) -> Any:
+    """The given rows of batch-first per-sample inputs, through dicts, lists and tuples; scalars pass through."""
+    if isinstance(value, torch.Tensor):
+        return value[rows.to(value.device)] if value.dim() else value
+    if isinstance(value, dict):
+        return {k: take_rows(v, rows) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(take_rows(v, rows) for v in value)
+    return value
 
 
 def _step(model: Callable, x: torch.Tensor, schedule: DiscreteSchedule, i: int) -> torch.Tensor:
@@ -130,7 +156,9 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
     `inversion_noise`·z. With `threshold` (one value or one per level, e.g. from `calibrate_threshold`), adaptive:
     a sample stops being reflected once a reflection at level i moved it by an RMS ‖x̃ − x‖/√d ≤ threshold[i];
     the stopped samples are dropped from the batch, so they cost nothing. Threshold ∞ at the first reflected level
-    reflects no sample. The adaptive pre-step keeps this state, so build one per sampling run."""
+    reflects no sample. For that, `denoiser`/`inverter` must take `rows=` (NFECounter.wrap's callables do, and pass
+    it on to models with per-sample conditioning). The adaptive pre-step keeps this state, so build one per sampling
+    run."""
     steps = set(steps)
     tau = None if threshold is None else [threshold] * schedule.num_steps if isinstance(threshold, (int, float)) \
         else list(threshold)
@@ -139,10 +167,13 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
                           "or null to reflect every sample")
     keep = None  # adaptive: which samples are still reflected
 
-    def reflect_rows(x: torch.Tensor, i: int, rows: list[int] | None) -> torch.Tensor:
-        gens = generators if rows is None or generators is None else [generators[r] for r in rows]
+    def reflect_rows(x: torch.Tensor, i: int, rows: torch.Tensor | None) -> torch.Tensor:
+        gens = generators if rows is None or generators is None else [generators[r] for r in rows.tolist()]
+        # a sub-batch: the (counted) models are told which samples x holds, so per-sample conditioning follows
+        den, inv = (denoiser, inverter) if rows is None else \
+            (partial(denoiser, rows=rows), partial(inverter, rows=rows))
         for _ in range(reflections_per_step):
-            x = reflect(denoiser, inverter, x, schedule, i, inversion=inversion)
+            x = reflect(den, inv, x, schedule, i, inversion=inversion)
             if inversion_noise > 0:
                 x = x + inversion_noise * _noise_like(x, gens, "inversion_noise")
         return x
@@ -160,7 +191,7 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
             return None
         everyone = len(rows) == x.shape[0]  # then the plain batched reflection, bit-identical to W2SD
         start = x if everyone else x[rows]
-        moved = reflect_rows(start, i, None if everyone else rows.tolist())
+        moved = reflect_rows(start, i, None if everyone else rows)
         keep[rows] = _rms(moved - start) > tau[i]
         if everyone:
             return moved

@@ -16,6 +16,7 @@ from torch import nn
 
 from w2sd.pipelines.moe import ROUTES, moe_layers
 from w2sd.pipelines.state import Switch, loaded_adapters
+from w2sd.sampling import take_rows
 from w2sd.schedule import ddim_scheduler
 from w2sd.validation import ConfigError, check_choice
 
@@ -161,16 +162,23 @@ class PipelineDenoiser:
         self.control_image = None if self.controlnet is None else \
             _cat([conditioning.control_image] * len(branches), self.device)
 
-    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """ε at timestep t; `rows` (indices into this batch) when x holds only those samples (adaptive reflection)."""
         self.switch.lora(self.network, self.setting.lora)
         self.switch.ip_adapter_scale(self.pipe, self.network, self.setting.ip_adapter_scale)
         self.switch.moe(self.network, self.setting.moe)
-        branches, kwargs = self.setting.branches, self.kwargs
+        branches, kwargs, control_image = self.setting.branches, self.kwargs, self.control_image
+        if rows is not None:
+            if x.dim() == 5:  # motion UNets repeat the text embeddings per frame: rows would not line up
+                raise ConfigError("adaptive reflection (threshold) is not supported on video pipelines; drop threshold")
+            kwargs = _cat([take_rows(getattr(self.conditioning, b), rows) for b in branches], self.device)
+            if control_image is not None:
+                control_image = _cat([take_rows(self.conditioning.control_image, rows)] * len(branches), self.device)
         # x stays float32 on the sampler's device; each leg runs on its own device and dtype and hands ε back there
         x_in = torch.cat([x] * len(branches)).to(self.device, self.network.dtype)
         timestep = torch.full((x_in.shape[0],), t, dtype=torch.long, device=self.device)
         if self.controlnet is not None:
-            down, mid = self.controlnet(x_in, timestep, controlnet_cond=self.control_image,
+            down, mid = self.controlnet(x_in, timestep, controlnet_cond=control_image,
                                         conditioning_scale=self.setting.control_scale, return_dict=False, **kwargs)
             kwargs = {**kwargs, "down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         out = self.network(x_in, timestep, return_dict=False, **kwargs)[0].to(x.device, x.dtype)
