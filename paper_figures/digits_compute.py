@@ -129,7 +129,7 @@ def first_order_block(studies: dict[str, dict]) -> str:
             closer.append(f"{label}, {LABEL[m]}: {'nearer' if nearer else 'not nearer'}")
     head = ("*Means (NFE in brackets) and paired differences over seeds, mean [95% CI] (wins of the first method / "
             "seeds). Guidance on the advanced latent: ε_s(x_t) + w(ε_s(x_t) − ε_w(x′, t)) with x′ the strong DDIM "
-            "step, on the levels W2SD reflects (`experiments/digits/advanced_guidance.py`); to first order in the gap "
+            "step, on the levels W2SD reflects (`w2sd.sampling.sample_advanced_guidance`); to first order in the gap "
             "this is W2SD with the strong ε of the main step reused.*")
     return (head + "\n\n" + "\n".join(lines) + "\n\nIs W2SD's mean nearer to guidance on the advanced latent "
             "than to plain guidance at the same w = 1? " + "; ".join(closer) + ".")

@@ -157,7 +157,7 @@ def test_bad_class_splits_are_clear_errors(call, needle: str) -> None:
     (["experiment=digits_frontier_dataset_gap", "tune.seeds=[0]"], "must be non-empty and disjoint from seeds"),
     (["experiment=digits_frontier_dataset_gap", "tune.metric=other_fraction"], "tune.metric='other_fraction'"),
     (["experiment=digits_frontier_dataset_gap", "frontier.lams=[20]"], "frontier.lams entry=20 must be in"),
-    (["experiment=digits_frontier_dataset_gap", "~tune"], "ask for w: tuned but the study has no `tune:`"),
+    (["experiment=digits_frontier_dataset_gap", "~tune"], "have a tuned w but the study has no `tune:`"),
     (["+comparisons=[[w2sd,nope]]"], "comparison (w2sd, nope) names a method"),
     (["experiment=digits_frontier_weight_gap", "+adaptive={quantiles:[0.2],seeds:[100]}"],
      "the per-sample labels of a class-conditional net cannot follow"),
@@ -286,7 +286,7 @@ def test_cheapest_lam_keeps_ninety_percent_of_the_full_gain() -> None:
 def test_advanced_guidance_reads_the_weak_model_on_the_strong_step() -> None:
     """Closed form with linear ε-models: on each level but the last, ε = ε_s(x) + w(ε_s(x) − ε_w(x', t)) where x' is
     the strong DDIM step from x; DDIM written out by hand here (x̂₀ then re-noise)."""
-    from experiments.digits.advanced_guidance import sample_advanced_guidance
+    from w2sd.sampling import sample_advanced_guidance
     from w2sd.schedule import make_schedule
 
     schedule = make_schedule(3, **SCHEDULE, spacing="trailing")

@@ -79,7 +79,8 @@ def test_method_specs_resolve_as_main_resolved_the_stored_toy_study() -> None:
     ({"sampler": "w2sd", "order": "x"}, "methods.m.order='x' is not one of"),
     ({"sampler": "w2sd", "final": "ema"}, "method 'm': final='ema' is not a model here; available models: "
      "['strong', 'weak']"),
-    ({"sampler": "dpm"}, "method 'm': sampler='dpm' is not one of ['autoguidance', 'ddim', 'resampling', 'w2sd']"),
+    ({"sampler": "dpm"},
+     "method 'm': sampler='dpm' is not one of ['advanced_guidance', 'autoguidance', 'ddim', 'resampling', 'w2sd']"),
     ({"sampler": "ddim"}, None),
     ({"sampler": "w2sd", "lam": 10}, "methods.m.lam=10"),
 ])

@@ -15,6 +15,7 @@ from w2sd.sampling import (
     Callback,
     Denoiser,
     SampleOutput,
+    sample_advanced_guidance,
     sample_autoguidance,
     sample_ddim,
     sample_resampling,
@@ -24,7 +25,8 @@ from w2sd.schedule import DiscreteSchedule
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
 SAMPLERS: dict[str, Callable[..., SampleOutput]] = {
-    "ddim": sample_ddim, "w2sd": sample_w2sd, "autoguidance": sample_autoguidance, "resampling": sample_resampling}
+    "ddim": sample_ddim, "w2sd": sample_w2sd, "autoguidance": sample_autoguidance, "resampling": sample_resampling,
+    "advanced_guidance": sample_advanced_guidance}
 RUNTIME = ("x", "schedule", "generators", "extra_args", "callback")  # supplied by the caller, never by a spec
 
 

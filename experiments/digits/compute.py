@@ -4,9 +4,10 @@ standard DDIM run with T + 2λ steps and difference guidance (`autoguidance`) ru
 W2SD point has both baselines at exactly its NFE (`compare_with` names further baselines, e.g. difference guidance
 at its own NFE 2T). λ = 0 is the study's `strong` method.
 
-Difference guidance specs may say `w: tuned`: the study then picks w from `tune.grid` by the mean of
-`tune.metric` on `tune.seeds` (held out: disjoint from the reported seeds) at the study's own T (NFE 2T), and
-every tuned method uses that w.
+Difference guidance methods named in `tune.methods` (and the frontier's own difference-guidance baselines) get a
+tuned w: the study picks w from `tune.grid` by the mean of `tune.metric` on `tune.seeds` (held out: disjoint from
+the reported seeds) at the study's own T (NFE 2T), and every tuned method uses that w (results.json records it
+under `extra.tuning`).
 
 `adaptive: {quantiles, seeds}` adds adaptive reflection (w2sd.sampling, `threshold`): W2SD with λ = T − 1 whose
 per-level thresholds are the given quantile of the reflection displacements of full W2SD on the held-out `seeds`
@@ -55,9 +56,14 @@ def fixed_lambda_methods(lam: int, windows: Sequence[str], num_steps: int) -> di
     return out
 
 
-def tuned_methods(methods: Mapping[str, tuple[int, dict]]) -> list[str]:
-    return [name for name, (_, m) in methods.items() if m["sampler"] == "autoguidance" and m["options"].get("w")
-            == TUNED]
+def tuned_methods(methods: Mapping[str, tuple[int, dict]], named: Sequence[str] = ()) -> list[str]:
+    """Difference-guidance methods whose w is tuned: those named in `tune.methods` and the generated baselines."""
+    for name in named:
+        if name not in methods or methods[name][1]["sampler"] != "autoguidance":
+            raise ConfigError(f"tune.methods entry {name!r} is not a difference-guidance (autoguidance) method of this "
+                              f"study; methods: {sorted(methods)}")
+    return [name for name, (_, m) in methods.items() if m["sampler"] == "autoguidance" and
+            (name in named or m["options"].get("w") == TUNED)]
 
 
 def check_tuning(tune: Mapping | None, seeds: Sequence[int], metrics: Sequence[str], tuned: Sequence[str]) -> None:
@@ -65,7 +71,7 @@ def check_tuning(tune: Mapping | None, seeds: Sequence[int], metrics: Sequence[s
     if not tuned:
         return
     if not tune:
-        raise ConfigError(f"methods {tuned} ask for w: tuned but the study has no `tune:` block; add "
+        raise ConfigError(f"methods {tuned} have a tuned w but the study has no `tune:` block; add "
                           f"tune: {{grid: [0.25, 0.5, 1.0, 2.0], seeds: [100, 101], metric: fd}}")
     grid = list(tune.get("grid") or [])
     if not grid or any(isinstance(w, bool) or not isinstance(w, (int, float)) for w in grid):

@@ -4,9 +4,9 @@ one seed's samples (`measure`) and what it draws (`plot`). Every method starts f
 (sample i of seed s uses seed s·10⁷ + i, one torch.Generator per sample), so results do not depend on batch size.
 Per-seed metrics are summarised by w2sd.stats: the mean with a bootstrap CI over seeds, and for each comparison
 (e.g. w2sd vs strong) the paired difference and the win rate over seeds. Optional matched-compute parts
-(experiments/digits/compute.py): a `frontier:` block adds the λ cost frontier's methods, `w: tuned` difference
-guidance is tuned on held-out `tune.seeds`, `adaptive:` adds adaptive reflection calibrated on held-out seeds, and
-`comparisons:` adds (method, baseline) pairs."""
+(experiments/digits/compute.py): a `frontier:` block adds the λ cost frontier's methods, difference guidance
+named in `tune.methods` is tuned on held-out `tune.seeds`, `adaptive:` adds adaptive reflection calibrated on
+held-out seeds, and `comparisons:` adds (method, baseline) pairs."""
 from __future__ import annotations
 
 import time
@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from experiments.digits import advanced_guidance  # noqa: F401  (registers the `advanced_guidance` sampler)
 from experiments.digits import models as M
 from experiments.digits.adapter import UNetEps
 from experiments.digits.classifier import DigitClassifier
@@ -97,7 +96,7 @@ class DigitsExperiment(Experiment):
                                   f"methods: {sorted(self.methods)}")
         # the class's default pairs count only where both methods are configured
         self.comparisons = [p for p in self.COMPARISONS if set(p) <= set(self.methods)] + requested
-        self.tuned = tuned_methods(self.methods)
+        self.tuned = tuned_methods(self.methods, list((cfg.get("tune") or {}).get("methods") or []))
         check_tuning(cfg.get("tune"), seeds, list(self.HIGHER_IS_BETTER), self.tuned)
         self.classifier_spec = M.classifier_spec(cfg.digits)
         if not isinstance(cfg.train, bool):
@@ -180,7 +179,7 @@ class DigitsExperiment(Experiment):
         return {"seeds": list(self.cfg.adaptive.seeds), "quantiles": self.adaptive, "thresholds": thresholds}
 
     def tune_guidance(self, models: dict[str, Denoiser]) -> dict | None:
-        """Pick w of every `w: tuned` method on the held-out seeds (difference guidance at the study's T)."""
+        """Pick w of every tuned difference-guidance method on the held-out seeds, at the study's T."""
         if not self.tuned:
             return None
         tune, steps = self.cfg.tune, self.sampler_cfg["T"]
