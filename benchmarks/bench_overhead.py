@@ -135,12 +135,14 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def docs_table(files: tuple[str, ...] = ("bench_overhead", "bench_sd15_cpu")) -> str:
-    """Markdown rows of the stored runs (docs/real-checkpoints.md): per size, the time ratios next to the row ratio."""
+def docs_table(files: tuple[str, ...] = ("bench_overhead", "bench_sd15_cpu"),
+               results_root: Path = ROOT / "results") -> str:
+    """Markdown rows of the stored runs (the `bench_cost` block of README.md and docs/real-checkpoints.md): per size,
+    the time ratios next to the row ratio."""
     lines = ["| pipeline | T | rows standard → W2SD | row ratio | wall standard → W2SD (s) | wall ratio ÷ row ratio "
              "| CPU-time ratio ÷ row ratio |", "|---|---|---|---|---|---|---|"]
     for name in files:
-        res = json.loads((ROOT / "results" / name / "results.json").read_text())
+        res = json.loads((Path(results_root) / name / "results.json").read_text())
         std, w2, summary = res["metrics"]["standard"], res["metrics"]["w2sd"], res["extra"]["summary"]
         cpu = summary.get("cpu_overhead_per_row")
         lines.append(f"| {res['config']['pipeline']} | {res['config']['T']} | {std['unet_rows']} → {w2['unet_rows']} "
