@@ -311,7 +311,9 @@ class TableExperiment(Experiment):
         rename = dict(spec.get("methods") or {})
         rows = [(label, values, rename.get(method, method)) for label, values, method in rows]
         gen = compose_config([f"experiment={spec.preset}", "logger=none", *(spec.get("overrides") or [])])
-        gen = merged(gen, self.cfg.get("generate"), spec.get("set"))
+        # the table command's own paths (prompts_dir, cache_dir, …) hold for every block it composes
+        paths = {"paths": OmegaConf.to_container(self.cfg.paths, resolve=True)}
+        gen = merged(gen, paths, self.cfg.get("generate"), spec.get("set"))
         wanted = list(dict.fromkeys(method for _, _, method in rows))
         missing = [m for m in wanted if m not in gen.gap.methods]
         if missing:
@@ -325,7 +327,7 @@ class TableExperiment(Experiment):
                 gen.pipeline.trainer.devices = int(self.cfg.devices)
                 gen.pipeline.trainer.strategy = "ddp_spawn"
         evaluation = compose_config(["experiment=evaluate", "logger=none", "skip_if_done=true"])
-        evaluation = merged(evaluation, self.cfg.get("evaluate"), spec.get("evaluate"))
+        evaluation = merged(evaluation, paths, self.cfg.get("evaluate"), spec.get("evaluate"))
         baseline = rename.get("strong", "strong")
         with open_dict(evaluation):
             evaluation.methods = wanted

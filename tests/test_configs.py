@@ -9,8 +9,10 @@ from w2sd.runner import build_experiment
 from w2sd.validation import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "experiment").glob("*.yaml"))
-# Inputs a fresh checkout may lack (downloaded prompt sets, a generation run to score): the only refusals allowed.
-EXTERNAL_INPUT = re.compile(r"^(prompts\.file=\S+ does not exist|run_dir=null); ")
+# Inputs a fresh checkout may lack (downloaded prompt sets, Hub weights, a generation run to score): the only
+# refusals allowed.
+EXTERNAL_INPUT = re.compile(r"^(prompts\.file=\S+ does not exist; |run_dir=null; "
+                            r"|gap\.models\.[\w.]+: model '[^']+' is not in the HF cache )")
 
 
 def test_experiment_list_is_not_empty() -> None:
