@@ -232,3 +232,86 @@ def test_an_injected_extractor_without_separate_logits_is_refused_for_is(run, co
     experiment.validate()
     with pytest.raises(ConfigError, match="torch.nn.Identity has no `logits` method"):
         experiment.build_extractors()
+
+
+def test_samples_are_ordered_by_prompt_index_and_point_into_the_run_folder(run):
+    rewrite_manifest(run, lambda rows: rows[::-1])  # manifest order no longer index order; methods reversed too
+    gen = load_generation_run(run, methods=["w2sd", "weak"])
+    assert list(gen.samples) == ["w2sd", "weak"] and gen.indices == [0, 1, 2, 3]
+    first = gen.samples["weak"][2]
+    assert (first.index, first.seed, first.prompt, first.frames) == (2, 2, PROMPTS[2], 1)
+    assert first.path == run / "weak" / "00002.png" and gen.prompt_set == "tiny" and gen.root == run
+    with pytest.raises(ConfigError, match=r"methods \['strong2'\] are not in"):
+        load_generation_run(run, methods=["weak", "strong2"])
+
+
+def test_skipped_prompts_are_listed_in_index_order_and_a_run_with_none_left_is_refused(run):
+    for method, i in (("w2sd", 3), ("weak", 0)):
+        (run / method / f"{i:05d}.png").unlink()
+    gen = load_generation_run(run, on_missing="skip")
+    assert list(gen.skipped) == [0, 3] and gen.indices == [1, 2]
+    with pytest.raises(ConfigError, match="2 of 4 prompts .* prompt 0: missing image"):
+        load_generation_run(run, on_missing="error")
+    for i in (1, 2):
+        (run / "strong" / f"{i:05d}.png").unlink()
+    with pytest.raises(ConfigError, match="no prompt has a readable image in every method"):
+        load_generation_run(run, on_missing="skip")
+
+
+def test_manifest_prompts_are_compared_after_stripping_and_must_lie_inside_the_set(run):
+    rewrite_manifest(run, lambda rows: [{**r, "prompt": r["prompt"] + "  "} for r in rows])
+    assert load_generation_run(run).samples["w2sd"][3].prompt == PROMPTS[3] + "  "
+    rewrite_manifest(run, lambda rows: [{**r, "index": "9"} if r["index"] == "3" else r for r in rows])
+    with pytest.raises(ConfigError, match="<beyond the end of the set>"):
+        load_generation_run(run)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("method,index,seed,prompt,path\nweak,0,0,a red cat,weak/00000.png\n", r"lacks columns \['frames'\]"),
+    ("method,index,seed,prompt,path,frames\nweak,zero,0,a red cat,weak/00000.png,1\n", "must be integers"),
+    ("method,index,seed,prompt,path,frames\n", "lists no images"),
+])
+def test_malformed_manifests_are_refused_in_one_line(run, content, message):
+    (run / "manifest.csv").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_generation_run(run)
+
+
+def test_prompt_set_file_is_found_beside_the_run_or_in_prompts_dir(tmp_path):
+    elsewhere = tmp_path / "sets"
+    elsewhere.mkdir()
+    prompt_file(elsewhere)
+    run = make_run_dir(tmp_path / "gen", Path("captions.csv"), n=2)  # results.json names a bare file name
+    with pytest.raises(ConfigError, match="captions.csv not found"):
+        load_generation_run(run)
+    assert load_generation_run(run, prompts_dir=elsewhere).indices == [0, 1]
+    prompt_file(run)  # now beside the run: found without prompts_dir
+    assert load_generation_run(run).indices == [0, 1]
+    (run / "results.json").unlink()
+    with pytest.raises(ConfigError, match="does not name its prompt set"):
+        load_generation_run(run)
+
+
+@pytest.mark.parametrize(("header", "column"), [("id,text", "text"), ("Prompts,caption", "Prompts"),
+                                                ("caption,prompt", "prompt")])
+def test_an_override_prompt_file_uses_the_first_known_prompt_column(tmp_path, run, header, column):
+    names = header.split(",")
+    rows = [{name: (p if name == column else "zzz") for name in names} for p in PROMPTS]
+    with (tmp_path / "override.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    gen = load_generation_run(run, prompts_file=str(tmp_path / "override.csv"))
+    assert gen.indices == [0, 1, 2, 3] and gen.prompt_set is None
+
+
+def test_an_override_without_a_prompt_column_is_refused(tmp_path, run):
+    (tmp_path / "bad.csv").write_text("id,label\n0,a red cat\n")
+    with pytest.raises(ConfigError, match="none of the prompt columns"):
+        load_generation_run(run, prompts_file=str(tmp_path / "bad.csv"))
+
+
+def test_open_image_returns_rgb_of_any_mode(tmp_path):
+    Image.new("LA", (5, 3), (7, 200)).save(tmp_path / "grey.png")
+    im = open_image(tmp_path / "grey.png")
+    assert im.mode == "RGB" and im.size == (5, 3) and im.getpixel((0, 0)) == (7, 7, 7)
