@@ -173,6 +173,8 @@ def test_pickscore_takes_its_processor_from_the_processor_folder(models, tmp_pat
     weights.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(models["clip"] / name, weights / name)
+    with pytest.raises(MissingCheckpoint, match=f"pickscore: checkpoint {tmp_path}/noproc not found.*`processor`"):
+        PickScoreScorer(model=str(weights), processor=str(tmp_path / "noproc"), device="cpu")
     scorer = PickScoreScorer(model=str(weights), processor=str(models["clip"]), device="cpu")
     reference = PickScoreScorer(model=str(models["clip"]), processor=str(models["clip"]), device="cpu")
     np.testing.assert_array_equal(scorer.score(IMAGES, PROMPTS), reference.score(IMAGES, PROMPTS))
