@@ -321,7 +321,7 @@ def test_an_override_without_a_prompt_column_is_refused(tmp_path, run):
 
 def test_an_override_exported_with_a_byte_order_mark_skips_empty_rows(tmp_path, run):
     """Spreadsheet exports start with a BOM; an empty row is skipped as generation skips it."""
-    lines = ["prompt", PROMPTS[0], ""] + PROMPTS[1:]
+    lines = ["prompt,id", f"{PROMPTS[0]},0", ",1"] + [f"{p},{i + 2}" for i, p in enumerate(PROMPTS[1:])]
     (tmp_path / "bom.csv").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
     assert load_generation_run(run, prompts_file=str(tmp_path / "bom.csv")).indices == [0, 1, 2, 3]
 
