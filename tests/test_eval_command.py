@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_missing_image_is_an_error_or_an_explicit_skip(run):
 
 def test_corrupt_png_is_reported(run):
     (run / "w2sd" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    with pytest.raises(ConfigError, match="corrupt image"):
+    with pytest.raises(ConfigError, match=r"corrupt image .*00001.png \((?!NoneType)\w+\)"):
         load_generation_run(run)
     assert load_generation_run(run, on_missing="skip").indices == [0, 2, 3]
 
@@ -232,3 +233,117 @@ def test_an_injected_extractor_without_separate_logits_is_refused_for_is(run, co
     experiment.validate()
     with pytest.raises(ConfigError, match="torch.nn.Identity has no `logits` method"):
         experiment.build_extractors()
+
+
+def test_samples_are_ordered_by_prompt_index_and_point_into_the_run_folder(run):
+    rewrite_manifest(run, lambda rows: rows[::-1])  # manifest order no longer index order; methods reversed too
+    gen = load_generation_run(run, methods=["w2sd", "weak"])
+    assert list(gen.samples) == ["w2sd", "weak"] and gen.indices == [0, 1, 2, 3]
+    first = gen.samples["weak"][2]
+    assert (first.index, first.seed, first.prompt, first.frames) == (2, 2, PROMPTS[2], 1)
+    assert first.path == run / "weak" / "00002.png" and gen.prompt_set == "tiny" and gen.root == run
+    with pytest.raises(ConfigError, match=r"methods \['strong2'\] are not in"):
+        load_generation_run(run, methods=["weak", "strong2"])
+
+
+def test_skipped_prompts_are_listed_in_index_order_and_a_run_with_none_left_is_refused(run):
+    for method, i in (("w2sd", 3), ("weak", 0)):
+        (run / method / f"{i:05d}.png").unlink()
+    gen = load_generation_run(run, on_missing="skip")
+    assert list(gen.skipped) == [0, 3] and gen.indices == [1, 2]
+    with pytest.raises(ConfigError, match="2 of 4 prompts .* prompt 0: missing image"):
+        load_generation_run(run, on_missing="error")
+    for i in (1, 2):
+        (run / "strong" / f"{i:05d}.png").unlink()
+    with pytest.raises(ConfigError, match="no prompt has a readable image in every method"):
+        load_generation_run(run, on_missing="skip")
+
+
+def test_manifest_prompts_are_compared_after_stripping_and_must_lie_inside_the_set(run):
+    rewrite_manifest(run, lambda rows: [{**r, "prompt": r["prompt"] + "  "} for r in rows])
+    assert load_generation_run(run).samples["w2sd"][3].prompt == PROMPTS[3] + "  "
+    rewrite_manifest(run, lambda rows: [{**r, "prompt": "a red dog"} if r["index"] == "0" else r for r in rows])
+    with pytest.raises(ConfigError, match="is 'a red dog' but captions.csv has 'a red cat';"):
+        load_generation_run(run)
+    # the set holds 6 prompts: index 6 is the first one past its end
+    rewrite_manifest(run, lambda rows: [{**r, "index": "6", "seed": "6", "prompt": "x"} if r["index"] == "0" else r
+                                        for r in rows])
+    beyond = "prompt 6 of 'weak' is 'x' but captions.csv has '<beyond the end of the set>';"
+    with pytest.raises(ConfigError, match=beyond):
+        load_generation_run(run)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("method,index,seed,prompt,path\nweak,0,0,a red cat,weak/00000.png\n", r"lacks columns \['frames'\]"),
+    ("method,index,seed,prompt,path,frames\nweak,zero,0,a red cat,weak/00000.png,1\n", "must be integers"),
+    ("method,index,seed,prompt,path,frames\n", "lists no images"),
+])
+def test_malformed_manifests_are_refused_in_one_line(run, content, message):
+    (run / "manifest.csv").write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_generation_run(run)
+
+
+def test_prompt_set_file_is_found_beside_the_run_or_in_prompts_dir(tmp_path):
+    elsewhere = tmp_path / "sets"
+    elsewhere.mkdir()
+    prompt_file(elsewhere)
+    run = make_run_dir(tmp_path / "gen", Path("captions.csv"), n=2)  # results.json names a bare file name
+    with pytest.raises(ConfigError, match=re.escape(f"captions.csv not found (looked in ., {run}); set prompts_file")):
+        load_generation_run(run)
+    assert load_generation_run(run, prompts_dir=elsewhere).indices == [0, 1]
+    prompt_file(run)  # now beside the run: found without prompts_dir
+    assert load_generation_run(run).indices == [0, 1]
+    (run / "results.json").unlink()
+    with pytest.raises(ConfigError, match="does not name its prompt set"):
+        load_generation_run(run)
+
+
+@pytest.mark.parametrize(("header", "column"), [("id,text", "text"), ("Prompts,caption", "Prompts"),
+                                                ("caption,prompt", "prompt")])
+def test_an_override_prompt_file_uses_the_first_known_prompt_column(tmp_path, run, header, column):
+    names = header.split(",")
+    rows = [{name: (p if name == column else "zzz") for name in names} for p in PROMPTS]
+    with (tmp_path / "override.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    gen = load_generation_run(run, prompts_file=str(tmp_path / "override.csv"))
+    assert gen.indices == [0, 1, 2, 3] and gen.prompt_set is None
+
+
+def test_an_override_without_a_prompt_column_is_refused(tmp_path, run):
+    for text in ("id,label\n0,a red cat\n", ""):
+        (tmp_path / "bad.csv").write_text(text)
+        with pytest.raises(ConfigError, match="none of the prompt columns"):
+            load_generation_run(run, prompts_file=str(tmp_path / "bad.csv"))
+
+
+def test_an_override_exported_with_a_byte_order_mark_skips_empty_rows(tmp_path, run):
+    """Spreadsheet exports start with a BOM; an empty row is skipped as generation skips it."""
+    lines = ["prompt,id", f"{PROMPTS[0]},0", ",1"] + [f"{p},{i + 2}" for i, p in enumerate(PROMPTS[1:])]
+    (tmp_path / "bom.csv").write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    assert load_generation_run(run, prompts_file=str(tmp_path / "bom.csv")).indices == [0, 1, 2, 3]
+
+
+def test_the_runs_own_prompt_column_is_used_when_it_names_one(tmp_path):
+    """results.json says column=caption; the file's `prompt` column (first in the fallback order) is different."""
+    with (tmp_path / "two.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["prompt", "caption"]] + [["zzz", p] for p in PROMPTS])
+    run = make_run_dir(tmp_path / "gen", tmp_path / "two.csv", n=3)
+    results = json.loads((run / "results.json").read_text())
+    results["config"]["prompts"]["column"] = "caption"
+    (run / "results.json").write_text(json.dumps(results))
+    assert load_generation_run(run).indices == [0, 1, 2]
+
+
+def test_a_method_without_a_manifest_row_is_skipped_in_every_method(run):
+    rewrite_manifest(run, lambda rows: [r for r in rows if not (r["method"] == "strong" and r["index"] == "1")])
+    gen = load_generation_run(run, on_missing="skip")
+    assert gen.indices == [0, 2, 3] and gen.skipped == {1: "no strong image in manifest"}
+
+
+def test_open_image_returns_rgb_of_any_mode(tmp_path):
+    Image.new("LA", (5, 3), (7, 200)).save(tmp_path / "grey.png")
+    im = open_image(tmp_path / "grey.png")
+    assert im.mode == "RGB" and im.size == (5, 3) and im.getpixel((0, 0)) == (7, 7, 7)

@@ -173,6 +173,8 @@ def test_pickscore_takes_its_processor_from_the_processor_folder(models, tmp_pat
     weights.mkdir()
     for name in ("config.json", "model.safetensors"):
         shutil.copy(models["clip"] / name, weights / name)
+    with pytest.raises(MissingCheckpoint, match=f"pickscore: checkpoint {tmp_path}/noproc not found.*`processor`"):
+        PickScoreScorer(model=str(weights), processor=str(tmp_path / "noproc"), device="cpu")
     scorer = PickScoreScorer(model=str(weights), processor=str(models["clip"]), device="cpu")
     reference = PickScoreScorer(model=str(models["clip"]), processor=str(models["clip"]), device="cpu")
     np.testing.assert_array_equal(scorer.score(IMAGES, PROMPTS), reference.score(IMAGES, PROMPTS))
@@ -281,3 +283,36 @@ def test_fid_resizes_mixed_sizes_when_asked_and_needs_two_images_per_set():
     with pytest.raises(ConfigError, match=r"got 4 generated, 1 reference$"):
         fid(ref, ref[:1], feature=TinyFeatures())
     assert fid(ref[:2], ref[2:], feature=TinyFeatures()) >= 0  # two per set suffice
+
+
+def test_dino_similarity_is_100_times_the_mean_cls_cosine_to_rgb_references(models, tmp_path):
+    """DreamBooth's DINO metric on the CLS token (position 0 of the last hidden state), computed here with
+    transformers' ViT directly; references are stored greyscale and read as RGB."""
+    from transformers import ViTImageProcessor, ViTModel
+
+    refs = [IMAGES[1].convert("L"), IMAGES[2].convert("L")]
+    for k, ref in enumerate(refs):
+        ref.save(tmp_path / f"ref{k}.png")
+    scorer = ReferenceSimilarity(str(tmp_path), str(models["dino"]), "dino", device="cpu")
+    vit = ViTModel.from_pretrained(models["dino"], add_pooling_layer=False).eval()
+    processor = ViTImageProcessor.from_pretrained(models["dino"])
+    with torch.no_grad():
+        cls = [vit(pixel_values=processor(images=[im.convert("RGB") for im in group], return_tensors="pt")
+                   ["pixel_values"]).last_hidden_state[:, 0] for group in (IMAGES, refs)]
+    gen, ref = (c / c.norm(dim=-1, keepdim=True) for c in cls)
+    np.testing.assert_allclose(scorer.score(IMAGES, PROMPTS), 100 * (gen @ ref.T).mean(1).numpy(), rtol=1e-5)
+    assert scorer.name == "dino"
+
+
+@pytest.mark.parametrize(("backbone", "name"), [("clip", "clip_i"), ("dino", "dino")])
+def test_reference_similarity_names_its_backbone_and_its_missing_model(tmp_path, backbone, name):
+    IMAGES[0].save(tmp_path / "ref.png")
+    with pytest.raises(MissingCheckpoint, match=f"^{name}: checkpoint {tmp_path}/none not found.*`model`"):
+        ReferenceSimilarity(str(tmp_path), str(tmp_path / "none"), backbone, device="cpu")
+    with pytest.raises(ConfigError, match="backbone"):
+        ReferenceSimilarity(str(tmp_path), str(tmp_path / "none"), "resnet", device="cpu")
+
+
+def test_clip_reference_similarity_is_named_clip_i(models, tmp_path):
+    IMAGES[0].save(tmp_path / "ref.png")
+    assert ReferenceSimilarity(str(tmp_path), str(models["clip"]), "clip", device="cpu").name == "clip_i"
