@@ -28,6 +28,7 @@ import pipeline_fixtures as F  # noqa: E402
 from w2sd.pipelines import ModelSetting, PipelineDenoiser  # noqa: E402
 from w2sd.pipelines.encoding import encode  # noqa: E402
 from w2sd.pipelines.latents import initial_noise, latent_shape  # noqa: E402
+from w2sd.pipelines.state import Switch  # noqa: E402
 from w2sd.results import RESULTS_SCHEMA_VERSION, atomic_write_json  # noqa: E402
 from w2sd.sampling import sample_ddim, sample_w2sd  # noqa: E402
 from w2sd.schedule import schedule_from_diffusers  # noqa: E402
@@ -71,7 +72,9 @@ def measure(T: int, repeats: int, pipeline: str = "tiny") -> dict:
     F.add_random_lora(pipe.unet, "style", seed=3)
     rows: list[int] = []
     pipe.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
-    models = {name: PipelineDenoiser(pipe, s, encode(pipe, s, ["a cat"], height=size, width=size), name=name)
+    switch = Switch()  # one memoised switch for all legs, as w2sd.pipelines.generation uses: LoRA set only on change
+    models = {name: PipelineDenoiser(pipe, s, encode(pipe, s, ["a cat"], height=size, width=size, switch=switch),
+                                     name=name, switch=switch)
               for name, s in SETTINGS.items()}
     schedule = schedule_from_diffusers(dict(pipe.scheduler.config), T)
     x, _ = initial_noise(pipe, [0], latent_shape(pipe, size, size))
