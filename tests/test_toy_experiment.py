@@ -94,3 +94,19 @@ def test_trained_model_is_cached(tmp_path) -> None:
     assert info2["cached"] and info2["config_hash"] == info["config_hash"]
     x = torch.randn(8, 1)
     assert torch.equal(MLPEpsDenoiser(net, 1000)(x, 500), MLPEpsDenoiser(net2, 1000)(x, 500))
+
+
+def test_trained_model_depends_only_on_its_spec(tmp_path) -> None:
+    """The same spec trained after different global RNG histories (as when another role's net was or was not
+    cached first) gives the same weights."""
+    from toy.gmm import GaussianMixture
+
+    mix = GaussianMixture.build([[-4.0], [4.0]], 0.87, [0.5, 0.5])
+    sched = make_schedule(10, beta_schedule="linear", beta_start=1e-4, beta_end=0.02, spacing="trailing",
+                          steps_offset=0, set_alpha_to_one=True)
+    kw = dict(hidden=16, layers=2, train_samples=256, max_steps=3, batch_size=64, lr=1e-3, seed=0)
+    nets = []
+    for history, folder in ((1, "a"), (2, "b")):
+        torch.manual_seed(history)
+        nets.append(train_eps_mlp(mix, sched, cache_dir=tmp_path / folder, **kw)[0].state_dict())
+    assert all(torch.equal(nets[0][k], nets[1][k]) for k in nets[0])

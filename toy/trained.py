@@ -95,11 +95,13 @@ def train_eps_mlp(
         "alphas_cumprod_sum": round(float(schedule.alphas_cumprod.sum()), 10),
         "num_train_timesteps": schedule.num_train_timesteps, "hidden": hidden, "layers": layers,
         "train_samples": train_samples, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+        # nets cached before the initialisation was seeded depended on the caller's RNG state: never reuse them
+        "init": "seeded",
     }
     key = config_hash(spec)
     path = Path(cache_dir) / f"eps_mlp_{key}.pt"
-    net = EpsMLP(mixture.dim, hidden, layers)
     if path.exists():
+        net = EpsMLP(mixture.dim, hidden, layers)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state["state_dict"])
@@ -111,6 +113,7 @@ def train_eps_mlp(
             log.warning("cached checkpoint %s is unreadable (%s: %s); moved it to %s and training again",
                         path, type(err).__name__, str(err).splitlines()[0] if str(err) else "", moved)
     L.seed_everything(seed, workers=False, verbose=False)
+    net = EpsMLP(mixture.dim, hidden, layers)  # after seeding: the init is part of what `seed` fixes
     data = mixture.sample(train_samples, torch.Generator().manual_seed(seed)).float()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(data), batch_size=batch_size, shuffle=True,
                                          drop_last=True, generator=torch.Generator().manual_seed(seed))
