@@ -34,6 +34,8 @@ def one_error_line(err: str) -> str:
 TOY_BAD = [
     ("+sampler.lamda=3", "sampler.lamda=3 is not a known key of sampler; did you mean sampler.lam?"),  # case 3
     ("+model.hiden=64", "model.hiden=64 is not a known key of model; did you mean model.hidden?"),
+    ("+num_sample=3", "num_sample=3 is not a key of any config under"),  # a top-level typo, otherwise ignored
+    ("+num_sample=3", "did you mean num_samples?"),
     ("methods.autoguidance.w=abc", "methods.autoguidance.w='abc' must be a number"),  # case 4 from here on
     ("world.weak_weights=[a,b]", "world.weak_weights=['a', 'b'] must be a list of numbers"),
     ("world.weak_weights=0.5", "world.weak_weights=0.5 must be a list of numbers"),

@@ -8,6 +8,7 @@ in one place. Field metadata adds bounds (`min`, `multiple`). Local LoRA files a
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import struct
 import types
@@ -201,6 +202,35 @@ GROUPS: dict[str, type] = {"sampler": SamplerSchema, "world": WorldSchema, "mode
                            "paths": PathsSchema, "digits": DigitsSchema, "ablation": AblationSchema}
 
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@functools.cache
+def known_top_level_keys(conf_dir: Path = CONF_DIR) -> frozenset[str]:
+    """Every top-level key that some config file sets (conf/config.yaml and the `@package _global_` files such as
+    conf/experiment/*.yaml), the config group names and RootSchema's keys. An experiment reads its own top-level
+    keys with defaults, so a `+key` absent from all of these would be silently ignored: a typo."""
+    keys = set(typing.get_type_hints(RootSchema)) | set(GROUPS) | {"hydra"}
+    keys |= {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    for path in sorted(conf_dir.rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        if path == conf_dir / "config.yaml" or "@package _global_" in text.split("\n", 1)[0]:
+            keys |= {str(k) for k in (OmegaConf.load(path) or {})} - {"defaults"}
+    return frozenset(keys)
+
+
+def check_top_level_keys(resolved: Mapping[str, Any], conf_dir: Path = CONF_DIR) -> None:
+    if not conf_dir.is_dir():  # an installed copy without the configs cannot compose a run either
+        return
+    known = known_top_level_keys(conf_dir)
+    for name in resolved:
+        if name not in known:
+            close = difflib.get_close_matches(str(name), sorted(known), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"{name}={_show(resolved[name])} is not a key of any config under {conf_dir}; {hint}"
+                              "(a new experiment key belongs in that experiment's conf/experiment/*.yaml)")
+
+
 def _show(value: Any) -> str:
     return "null" if value is None else repr(value)
 
@@ -344,6 +374,7 @@ def check_config(cfg: DictConfig) -> dict:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         where = f"{err.full_key}: " if getattr(err, "full_key", None) else ""
         raise ConfigError(f"{where}{first}") from err
+    check_top_level_keys(resolved)
     check_mapping("", {k: v for k, v in resolved.items() if k in typing.get_type_hints(RootSchema)},
                   RootSchema)
     for group, schema in GROUPS.items():
