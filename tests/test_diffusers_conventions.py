@@ -141,6 +141,28 @@ def test_the_pipelines_safety_checker_runs_and_can_be_switched_off() -> None:
     assert out.nsfw_content_detected is None and np.asarray(out.images[0]).max() > 0
 
 
+class CornerMark:
+    """A watermarker with diffusers' interface (the real one needs the invisible-watermark package): it sets the
+    top-left 4×4 pixels of every image to white."""
+
+    def apply_watermark(self, images: torch.Tensor) -> torch.Tensor:
+        marked = images.clone()
+        marked[:, :, :4, :4] = 1.0
+        return marked
+
+
+def test_the_sdxl_watermarker_is_applied_as_in_diffusers() -> None:
+    pipe = F.sdxl_pipeline()
+    twin = F.ddim_twin(pipe)
+    pipe.watermark = twin.watermark = CornerMark()
+    x, _ = initial_noise(pipe, [2], latent_shape(pipe, 32, 32))
+    kwargs = {"prompt": "a cat", "latents": x, "output_type": "np"}
+    ours = plain(pipe, **kwargs).images
+    ref = twin(num_inference_steps=T, guidance_scale=CFG["cfg"], height=32, width=32, **kwargs).images
+    np.testing.assert_allclose(ours, ref, atol=EXACT_ATOL, rtol=0)
+    assert (ours[:, :4, :4] == 1.0).all() and (ours[:, 4:, 4:] < 1.0).any()
+
+
 def test_prompt_encoding_runs_without_autograd() -> None:
     pipe = F.sd15_pipeline()
     cond = encode(pipe, ModelSetting(cfg=5.5), ["a cat"], height=32, width=32)

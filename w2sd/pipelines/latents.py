@@ -78,6 +78,9 @@ def decode(pipe: Any, latents: torch.Tensor, output_type: str = "pil") -> Any:
                                                             output_type=output_type)
             return cls(frames=frames)
         image = pipe.vae.decode(unscale(pipe.vae.config, latents), return_dict=False)[0]
+    watermark = getattr(pipe, "watermark", None)  # SDXL pipelines mark images when invisible-watermark is installed
+    if watermark is not None:
+        image = watermark.apply_watermark(image)
     processor = getattr(pipe, "image_processor", None) or VaeImageProcessor(vae_scale_factor=vae_scale_factor(pipe))
     return _image_output(cls, processor.postprocess(image.float(), output_type=output_type))
 
