@@ -287,6 +287,29 @@ def save_lora(pipe: StableDiffusionPipeline | StableDiffusionXLPipeline, name: s
     return folder / "pytorch_lora_weights.safetensors"
 
 
+def random_text_encoder_lora(network: torch.nn.Module, seed: int, rank: int = 4) -> dict[str, torch.Tensor]:
+    """peft-format LoRA weights for the q/v projections of a CLIP text encoder (peft cannot add an adapter to a
+    transformers model here: transformers 5 wants peft >= 0.22, the newest on the index is 0.21)."""
+    gen = torch.Generator().manual_seed(seed)
+    weights = {}
+    for name, layer in network.named_modules():
+        if name.endswith(("q_proj", "v_proj")) and isinstance(layer, torch.nn.Linear):
+            weights[f"{name}.lora_A.weight"] = torch.randn(rank, layer.in_features, generator=gen) * 0.3
+            weights[f"{name}.lora_B.weight"] = torch.randn(layer.out_features, rank, generator=gen) * 0.3
+    return weights
+
+
+def load_sdxl_lora_with_text_encoders(pipe: StableDiffusionXLPipeline, name: str, folder: Path) -> None:
+    """A LoRA file as many SDXL LoRAs are: UNet plus both text encoders, loaded with load_lora_weights."""
+    add_random_lora(pipe.unet, "tmp", seed=3)
+    unet_layers = get_peft_model_state_dict(pipe.unet, adapter_name="tmp")
+    pipe.unet.delete_adapters("tmp")
+    type(pipe).save_lora_weights(folder, unet_lora_layers=unet_layers,
+                                 text_encoder_lora_layers=random_text_encoder_lora(pipe.text_encoder, 4),
+                                 text_encoder_2_lora_layers=random_text_encoder_lora(pipe.text_encoder_2, 5))
+    pipe.load_lora_weights(folder, weight_name="pytorch_lora_weights.safetensors", adapter_name=name)
+
+
 def save_tiny_models(root: Path) -> dict[str, Path]:
     """Folders as a user's disk would hold them: base pipelines, a LoRA file, a ControlNet, an IP-Adapter, a motion
     adapter and DiT-MoE weights, each saved with save_pretrained; keys name what the presets' `path` overrides

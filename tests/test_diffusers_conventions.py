@@ -203,6 +203,38 @@ def test_the_users_pipe_is_left_exactly_as_it_was_also_after_an_error() -> None:
     np.testing.assert_array_equal(user_call(pipe, x), before)
 
 
+def test_text_encoder_lora_is_switched_per_leg_and_restored(tmp_path: Path) -> None:
+    """A LoRA on the UNet and both text encoders: each leg encodes its prompt under its own scale (reference:
+    diffusers' pipeline after set_adapters, which scales the text encoders too), and the user's scale comes back."""
+    pipe = F.sdxl_pipeline()
+    F.load_sdxl_lora_with_text_encoders(pipe, "style", tmp_path)
+    assert set(pipe.get_list_adapters()) == {"unet", "text_encoder", "text_encoder_2"}
+    x, _ = initial_noise(pipe, [0], latent_shape(pipe, 32, 32))
+    twin = F.ddim_twin(pipe)  # shares the networks, so set_adapters below reaches both
+    kwargs = {"prompt": "a cat", "latents": x, "output_type": "np"}
+    results = {}
+    for scale in (0.8, -1.5):
+        pipe.set_adapters(["style"], [scale])
+        ref = twin(num_inference_steps=T, guidance_scale=CFG["cfg"], height=32, width=32, **kwargs).images
+        pipe.set_adapters(["style"], [0.3])  # the user's state: ours must set the leg's scale itself
+        results[scale] = plain_with(pipe, {"cfg": CFG["cfg"], "lora": {"style": scale}}, **kwargs).images
+        np.testing.assert_allclose(results[scale], ref, atol=EXACT_ATOL, rtol=0)
+    assert np.abs(results[0.8] - results[-1.5]).max() > 1e-3
+    with torch.no_grad():
+        ids = torch.arange(8)[None]
+        user = [pipe.text_encoder(ids)[0], pipe.text_encoder_2(ids)[0]]
+        pipe.set_adapters(["style"], [0.0])
+        off = [pipe.text_encoder(ids)[0], pipe.text_encoder_2(ids)[0]]
+        pipe.set_adapters(["style"], [0.3])
+        again = [pipe.text_encoder(ids)[0], pipe.text_encoder_2(ids)[0]]
+    assert all(torch.equal(a, b) for a, b in zip(user, again))  # left at the user's 0.3, not at a leg's scale
+    assert all((a - b).abs().max() > 1e-4 for a, b in zip(user, off))  # and the text-encoder LoRA does act
+
+
+def plain_with(pipe, setting: dict, **kwargs):
+    return w2sd_generate(strong=(pipe, setting), weak=(pipe, setting), T=T, lam=0, height=32, width=32, **kwargs)
+
+
 def test_ip_adapter_scale_and_moe_routing_are_restored() -> None:
     ip = F.ip_adapter_pipeline()
     ip.set_ip_adapter_scale(0.3)
