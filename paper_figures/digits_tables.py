@@ -77,9 +77,11 @@ def header(name: str, res: dict) -> str:
     return "*" + "; ".join(parts) + ".*"
 
 
-# paper Table 12 (AnimateDiff): W2SD lowers the dynamic degree while raising smoothness, consistency and quality
 VIDEO_DIMENSIONS = {"dynamic_degree": "dynamic degree", "velocity_jitter": "velocity jitter (motion smoothness "
                     "inverted)", "class_consistency": "class consistency", "frame_fd": "frame FD (frame quality)"}
+# paper Table 12 (AnimateDiff): W2SD lowers the dynamic degree while raising smoothness, consistency and quality
+PAPER_DIRECTION = {"dynamic_degree": "lowers", "velocity_jitter": "lowers", "class_consistency": "raises",
+                   "frame_fd": "lowers"}
 
 
 def direction(c: dict) -> str:
@@ -108,10 +110,13 @@ def video_sentences(res: dict, yardstick: dict) -> str:
     for base in ("strong", "strong_equal_nfe"):
         comparisons = res["extra"]["comparisons"].get(f"w2sd_vs_{base}")
         if comparisons:
+            agree = [VIDEO_DIMENSIONS[m] for m, d in PAPER_DIRECTION.items() if direction(comparisons[m]) == d]
             lines.append(f"W2SD vs {base.replace('_', ' ')} (paired over seeds): "
                          + "; ".join(f"{label} — {direction(comparisons[metric])} "
                                      f"({comparisons[metric]['mean']:+.3f})"
-                                     for metric, label in VIDEO_DIMENSIONS.items()) + ".")
+                                     for metric, label in VIDEO_DIMENSIONS.items())
+                         + f". Same direction as the paper's Table 12 on {len(agree)} of {len(PAPER_DIRECTION)} "
+                           f"dimensions ({', '.join(agree) or 'none'}).")
     return "\n\n".join(lines)
 
 

@@ -71,4 +71,8 @@ class VideoExperiment(DigitsExperiment):
         return {"real": {k: sum(r[k] for r in runs) / len(runs) for k in runs[0]}, "frame_fd_pooled": fd_pooled}
 
     def plot(self, samples: dict[str, torch.Tensor], extra: dict, run_dir: Path) -> dict[str, Path]:
-        return {"filmstrips": plots.filmstrips(samples, run_dir / "filmstrips.png")}
+        """Three clips per method, and the first 16 of the strong net alone (to judge its frames by eye)."""
+        figures = {"filmstrips": plots.filmstrips(samples, run_dir / "filmstrips.png")}
+        if "strong" in samples:
+            figures["strong_clips"] = plots.filmstrips({"strong": samples["strong"]}, run_dir / "strong_clips.png", 16)
+        return figures
