@@ -293,6 +293,18 @@ def test_video_study_pools_frame_fd_over_seeds_and_compares_dynamic_degree_witho
     assert "wins" not in dd
 
 
+def test_stored_video_study_kept_its_budgets_and_names_the_committed_nets() -> None:
+    """Issue 14's budgets on the stored run: one training run (both nets) ≤ 15 min wall, the study without training
+    ≤ 2 min, five seeds; and its nets are the committed checkpoints."""
+    import json
+
+    res = json.loads((Path(__file__).resolve().parent.parent / "results/digits_video/results.json").read_text())
+    extra = res["extra"]
+    assert extra["nets"]["strong"]["train_time_s"] <= 15 * 60
+    assert res["total_time_s"] - extra["prepare_time_s"] <= 120 and extra["num_seeds"] == 5
+    assert all((M.COMMITTED_DIR / net["checkpoint"]).exists() for net in extra["nets"].values())
+
+
 def test_w2sd_restores_the_minority_digit_on_the_dataset_gap(compose_config, tmp_path: Path) -> None:
     """The study's claim at small size: W2SD (λ = T − 1) raises the minority share and lowers FD by a margin."""
     from w2sd.runner import run_experiment
