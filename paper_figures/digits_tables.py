@@ -33,8 +33,10 @@ def comparison_table(res: dict) -> str:
     lines = ["| comparison | metric | mean difference [95% CI] | wins / ties / losses (seeds) |", "|---|---|---|---|"]
     for pair, by_metric in res["extra"]["comparisons"].items():
         for metric, c in by_metric.items():
+            counts = (f"{c['wins']} / {c['ties']} / {c['losses']}" if "wins" in c
+                      else f"no better direction: {c['higher']} higher / {c['equal']} equal / {c['lower']} lower")
             lines.append(f"| {pair.replace('_vs_', ' − ')} | {metric} | {c['mean']:+.3f} [{c['ci_low']:+.3f}, "
-                         f"{c['ci_high']:+.3f}] | {c['wins']} / {c['ties']} / {c['losses']} |")
+                         f"{c['ci_high']:+.3f}] | {counts} |")
     return "\n".join(lines)
 
 
@@ -66,10 +68,56 @@ def header(name: str, res: dict) -> str:
         parts.insert(0, f"strong CFG {cfg['guidance']['strong']}, weak CFG {cfg['guidance']['weak']} on the "
                         f"`{cfg['snapshot']}` net")
     else:
+        nets = extra["nets"]
         parts.insert(0, "; ".join(f"{role} = {snap} ({cfg['video_steps'][snap]} steps)"
                                   for role, snap in cfg["models"].items())
-                     + f"; {cfg['video']['frames']} frames of {cfg['video']['size']}²")
+                     + f"; {cfg['video']['frames']} frames of {cfg['video']['size']}²; one training run of "
+                       f"{nets['strong']['train_time_s'] / 60:.1f} min wall ({nets['strong']['train_cpu_s'] / 60:.1f}"
+                       f" min CPU, one thread) gives both nets")
     return "*" + "; ".join(parts) + ".*"
+
+
+VIDEO_DIMENSIONS = {"dynamic_degree": "dynamic degree", "velocity_jitter": "velocity jitter (motion smoothness "
+                    "inverted)", "class_consistency": "class consistency", "frame_fd": "frame FD (frame quality)"}
+# paper Table 12 (AnimateDiff): W2SD lowers the dynamic degree while raising smoothness, consistency and quality
+PAPER_DIRECTION = {"dynamic_degree": "lowers", "velocity_jitter": "lowers", "class_consistency": "raises",
+                   "frame_fd": "lowers"}
+
+
+def direction(c: dict) -> str:
+    """How W2SD moves a metric against its baseline: the sign of the paired mean when its CI excludes zero."""
+    if c["ci_low"] > 0:
+        return "raises"
+    if c["ci_high"] < 0:
+        return "lowers"
+    return "does not move (CI spans 0)"
+
+
+def video_sentences(res: dict, yardstick: dict) -> str:
+    """The pooled frame FD against the image world's model-vs-real FD, and W2SD's direction on each dimension."""
+    pooled, fd_image = res["extra"]["frame_fd_pooled"], yardstick["metrics"]["strong"]["fd"]
+    clips = res["config"]["samples_per_seed"] * res["extra"]["num_seeds"]
+    target = 1.5 * fd_image
+    verdict = "meets" if pooled["strong"] <= target else "misses"
+    lines = [f"Frame FD of all {clips} clips of a method pooled: "
+             + ", ".join(f"{name} {value:.1f}" for name, value in pooled.items())
+             + f" (*real* = held-out real clips, the finite-sample floor). Target ≤ 1.5 × the image world's "
+               f"model-vs-real FD, {yardstick['config']['name']} `strong` fd {fd_image:.1f} "
+               f"({yardstick['config']['samples_per_seed']} samples per seed) = {target:.1f}: the strong clip net "
+               f"{verdict} it."]
+    real = res["extra"]["real"]
+    lines.append("Real clips: " + ", ".join(f"{metric} {real[metric]:.3f}" for metric in VIDEO_DIMENSIONS) + ".")
+    for base in ("strong", "strong_equal_nfe"):
+        comparisons = res["extra"]["comparisons"].get(f"w2sd_vs_{base}")
+        if comparisons:
+            agree = [VIDEO_DIMENSIONS[m] for m, d in PAPER_DIRECTION.items() if direction(comparisons[m]) == d]
+            lines.append(f"W2SD vs {base.replace('_', ' ')} (paired over seeds): "
+                         + "; ".join(f"{label} — {direction(comparisons[metric])} "
+                                     f"({comparisons[metric]['mean']:+.3f})"
+                                     for metric, label in VIDEO_DIMENSIONS.items())
+                         + f". Same direction as the paper's Table 12 on {len(agree)} of {len(PAPER_DIRECTION)} "
+                           f"dimensions ({', '.join(agree) or 'none'}).")
+    return "\n\n".join(lines)
 
 
 def build(results_root: Path, out_dir: Path) -> dict[str, str]:
@@ -78,5 +126,7 @@ def build(results_root: Path, out_dir: Path) -> dict[str, str]:
         res = require_results(results_root, name)
         body = [header(name, res), metrics_table(res, columns), comparison_table(res)]
         line = alignment_line(res)
+        if name == "digits_video":
+            line = video_sentences(res, require_results(results_root, "digits_weight_gap"))
         blocks[name] = "\n\n".join(body + ([line] if line else []))
     return blocks

@@ -11,6 +11,7 @@ from experiments.digits.checkpoints import load_checkpoint, read_checkpoint, sav
 from experiments.digits.classifier import load_classifier
 from experiments.digits.data import (
     VELOCITIES,
+    all_digits,
     class_subset,
     digits_split,
     moving_digit_clips,
@@ -53,6 +54,28 @@ def test_tiny_lightning_run_writes_snapshots_that_round_trip(tmp_path: Path) -> 
     assert torch.load(rerun[2])["state_dict"].keys() == torch.load(written[2])["state_dict"].keys()
     assert all(torch.equal(a, b) for a, b in zip(torch.load(rerun[2])["state_dict"].values(),
                                                   torch.load(written[2])["state_dict"].values()))
+
+
+def test_cosine_lr_decay_follows_its_closed_form_and_snapshots_record_their_training_time(tmp_path: Path) -> None:
+    import math
+
+    from experiments.digits.training import DiffusionModule
+
+    module = DiffusionModule(build_unet(tiny_spec()), training_alphas_cumprod(SCHEDULE), 0.002, 0.0, 0.999,
+                             lr_decay_steps=8)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"
+    for k in range(1, 11):
+        optimizer.step()
+        scheduler.step()
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001 * (1 + math.cos(math.pi * min(k, 8) / 8)))
+    assert isinstance(DiffusionModule(build_unet(tiny_spec()), training_alphas_cumprod(SCHEDULE), 0.002, 0.0,
+                                      0.999).configure_optimizers(), torch.optim.Adam)  # default: constant rate
+    base = {**tiny_spec(), "lr_decay_steps": 4}
+    written = train_snapshots(base, M.training_tensors(base), [2, 4], tmp_path, "unet2d")
+    info = {k: read_checkpoint(path)["info"] for k, path in written.items()}
+    assert 0 < info[2]["train_time_s"] < info[4]["train_time_s"] and 0 < info[2]["train_cpu_s"] < info[4]["train_cpu_s"]
 
 
 def test_checkpoint_with_other_config_is_a_clear_error(tmp_path: Path) -> None:
@@ -117,6 +140,51 @@ def test_real_clips_score_exact_motion_metrics(compose_config) -> None:
     assert m["dynamic_degree"] == pytest.approx(float(clips.velocity.float().norm(dim=1).mean()), abs=1e-4)
 
 
+def test_frame_fd_of_real_clips_sits_far_below_noised_and_misaligned_clips(compose_config) -> None:
+    """frame_fd compares frame crops with the same crops of real clips: held-out real clips pay only the
+    finite-sample floor (≈ a second real draw of the same size), while clips with pixel noise, or with a stray
+    blob that pulls every crop off the digit, score several times higher."""
+    from w2sd.runner import build_experiment
+
+    cfg = compose_config(["experiment=digits_video", "reference.clips=400"])
+    experiment = build_experiment(cfg)
+    experiment.setup_evaluation(load_classifier(M.classifier_spec(cfg.digits), M.COMMITTED_DIR)[0])
+    frames, size = cfg.video.frames, cfg.video.size
+
+    def frame_fd(video: torch.Tensor) -> float:
+        return clip_metrics(video, experiment.evaluator)["frame_fd"]
+
+    real = moving_digit_clips(digits_split("test"), 96, torch.Generator().manual_seed(1), frames=frames,
+                              size=size).video
+    other = moving_digit_clips(digits_split("test"), 96, torch.Generator().manual_seed(2), frames=frames,
+                               size=size).video
+    noised = (real + 0.5 * torch.randn(real.shape, generator=torch.Generator().manual_seed(3))).clamp(-1, 1)
+    stray = real.clone()
+    stray[..., :3, :3] = 1.0  # a full-ink 3×3 corner block drags each frame's centroid, and crop, off the digit
+    assert frame_fd(real) < 1.5 * frame_fd(other)
+    assert frame_fd(noised) > 2 * frame_fd(real) and frame_fd(stray) > 3 * frame_fd(real)
+
+
+def test_temporal_attention_mixes_all_frames_of_one_position_and_nothing_else() -> None:
+    """Swapping two frames at one pixel must change that pixel in every frame (attention over frames, which tells
+    frames apart by their position embedding) and no other pixel. The swap leaves the GroupNorm statistics as they
+    were, so only the attention can carry it; a reshape that mixes axes, or a lost position embedding, fails."""
+    from experiments.digits.unet import TemporalAttention
+
+    torch.manual_seed(0)
+    block = TemporalAttention(8, frames=5, heads=2)
+    x = torch.randn(2, 8, 5, 3, 4)
+    assert torch.equal(block(x), x)  # zero output projection: the block starts as the identity
+    torch.nn.init.normal_(block.attention.out_proj.weight)
+    torch.nn.init.normal_(block.position)
+    swapped = x.clone()
+    swapped[1, :, [0, 3], 2, 1] = x[1, :, [3, 0], 2, 1]
+    changed = (block(swapped) - block(x)).abs().sum(1) > 1e-5  # [B, F, H, W]
+    expected = torch.zeros_like(changed)
+    expected[1, :, 2, 1] = True
+    assert torch.equal(changed, expected)
+
+
 def test_cfg_adapter_matches_conditional_unconditional_and_their_combination() -> None:
     torch.manual_seed(0)
     net = build_unet(tiny_spec()).eval()
@@ -159,6 +227,8 @@ def test_bad_class_splits_are_clear_errors(call, needle: str) -> None:
     (["experiment=digits_frontier_dataset_gap", "frontier.lams=[20]"], "frontier.lams entry=20 must be in"),
     (["experiment=digits_frontier_dataset_gap", "~tune"], "have a tuned w but the study has no `tune:`"),
     (["+comparisons=[[w2sd,nope]]"], "comparison (w2sd, nope) names a method"),
+    (["experiment=digits_video", "video.frames=6"], "a digit moving 1 px/frame leaves a 12px canvas within 6 frames"),
+    (["experiment=digits_video", "reference.clips=1"], "reference.clips=1"),
     (["experiment=digits_frontier_weight_gap", "+adaptive={quantiles:[0.2],seeds:[100]}"],
      "the per-sample labels of a class-conditional net cannot follow"),
 ])
@@ -193,6 +263,46 @@ def test_study_runs_end_to_end_on_committed_nets(name: str, metric: str, compose
     assert fd["wins"] == sum(d < 0 for d in diffs) and fd["losses"] == sum(d > 0 for d in diffs)  # lower fd wins
     assert set(results["extra"]["comparisons"]["w2sd_vs_strong"]) == {metric, "fd"} | (
         {"balance_error"} if name == "digits_dataset_gap" else set())
+
+
+def test_video_study_pools_frame_fd_over_seeds_and_compares_dynamic_degree_without_a_winner(
+        compose_config, tmp_path: Path) -> None:
+    from experiments.digits.evaluator import Evaluator
+    from experiments.digits.video_metrics import frame_crops
+    from w2sd.runner import run_experiment
+
+    cfg = compose_config(["experiment=digits_video", "logger=none", "seeds=[0,1]", "samples_per_seed=4",
+                          "sampler.T=3", "methods.strong_equal_nfe.T=7", "reference.clips=50", "figures=false"])
+    results = run_experiment(cfg, tmp_path)
+    # the pooled real floor, rebuilt here from its definition: seed s's held-out clips, both seeds together
+    classifier = load_classifier(M.classifier_spec(cfg.digits), M.COMMITTED_DIR)[0]
+    video = {"frames": cfg.video.frames, "size": cfg.video.size}
+    reference = moving_digit_clips(all_digits(), 50,
+                                   torch.Generator().manual_seed(cfg.reference.seed), **video).video
+    real = torch.cat([moving_digit_clips(digits_split("test"), 4, torch.Generator().manual_seed(s), **video).video
+                      for s in (0, 1)])
+    pooled = results["extra"]["frame_fd_pooled"]
+    assert set(pooled) == {*cfg.methods, "real"}
+    assert pooled["real"] == pytest.approx(Evaluator(classifier, frame_crops(reference)).frechet_distance(
+        frame_crops(real)), rel=1e-5)
+    dd = results["extra"]["comparisons"]["w2sd_vs_strong"]["dynamic_degree"]
+    per_seed = [a - b for a, b in zip(results["metrics"]["w2sd"]["per_seed"]["dynamic_degree"],
+                                      results["metrics"]["strong"]["per_seed"]["dynamic_degree"])]
+    assert (dd["higher"], dd["equal"], dd["lower"]) == (sum(d > 0 for d in per_seed), sum(d == 0 for d in per_seed),
+                                                       sum(d < 0 for d in per_seed))
+    assert "wins" not in dd
+
+
+def test_stored_video_study_kept_its_budgets_and_names_the_committed_nets() -> None:
+    """Issue 14's budgets on the stored run: one training run (both nets) ≤ 15 min wall, the study without training
+    ≤ 2 min, five seeds; and its nets are the committed checkpoints."""
+    import json
+
+    res = json.loads((Path(__file__).resolve().parent.parent / "results/digits_video/results.json").read_text())
+    extra = res["extra"]
+    assert extra["nets"]["strong"]["train_time_s"] <= 15 * 60
+    assert res["total_time_s"] - extra["prepare_time_s"] <= 120 and extra["num_seeds"] == 5
+    assert all((M.COMMITTED_DIR / net["checkpoint"]).exists() for net in extra["nets"].values())
 
 
 def test_w2sd_restores_the_minority_digit_on_the_dataset_gap(compose_config, tmp_path: Path) -> None:

@@ -99,9 +99,9 @@ class CfgSweepExperiment(ConditionGapExperiment):
     def denoisers(self, nets: dict[str, TinyUNet], n: int) -> dict[str, Denoiser]:
         return {**super().denoisers(nets, n), **{scale_role(s): self.guided(nets["net"], n, s) for s in self.scales()}}
 
-    def study_extra(self, samples: dict[str, torch.Tensor]) -> dict:
+    def study_extra(self, samples_by_seed: list[dict[str, torch.Tensor]]) -> dict:
         """Mean per-sample L2 distance (first seed) from each non-sweep method's samples to each CFG scale's."""
-        sweep = {scale_role(s): s for s in self.scales()}
+        samples, sweep = samples_by_seed[0], {scale_role(s): s for s in self.scales()}
         distance = {name: [[scale, float((x - samples[role]).flatten(1).norm(dim=1).mean())]
                            for role, scale in sweep.items()]
                     for name, x in samples.items() if name not in sweep}

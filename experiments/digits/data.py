@@ -125,6 +125,12 @@ def _start_range(v: int, frames: int, size: int) -> tuple[int, int]:
     return lo, hi
 
 
+def check_clip_canvas(frames: int, size: int, velocities: Sequence[tuple[int, int]] = VELOCITIES) -> None:
+    """Every velocity must keep the whole digit on the canvas for all frames (ConfigError naming the fix)."""
+    for v in sorted({c for velocity in velocities for c in velocity}, reverse=True):
+        _start_range(v, frames, size)
+
+
 def moving_digit_clips(split: Split, n: int, generator: torch.Generator, frames: int = 8, size: int = 16,
                        velocities: Sequence[tuple[int, int]] = VELOCITIES) -> Clips:
     """n clips: a random training digit pasted on a blank size×size canvas at start + f·velocity for f < frames,

@@ -40,11 +40,21 @@ from w2sd.stats import bootstrap_ci, paired_difference, win_rate
 from w2sd.validation import ConfigError, check_int_range
 
 
+def seed_counts(method: list[float], base: list[float], higher_is_better: bool | None) -> dict:
+    """Per-seed wins / ties / losses of method against base, or for a metric with no better direction the seeds
+    where it is higher / equal / lower."""
+    if higher_is_better is None:
+        counts = win_rate(method, base)
+        return {"higher": counts.wins, "equal": counts.ties, "lower": counts.losses}
+    return win_rate(*((method, base) if higher_is_better else (base, method))).as_dict()
+
+
 class DigitsExperiment(Experiment):
     # (method, baseline) pairs reported as paired differences / win rates, when both methods are configured
     COMPARISONS = (("w2sd", "strong"), ("w2sd", "strong_equal_nfe"), ("s2wd", "strong"))
-    # metric → True when higher is better (decides what a "win" is)
-    HIGHER_IS_BETTER: Mapping[str, bool] = {}
+    # metric → True when higher is better (decides what a "win" is); None: no better direction (a measured
+    # property such as the video world's dynamic degree), compared by its paired difference and higher/equal/lower
+    HIGHER_IS_BETTER: Mapping[str, bool | None] = {}
     CONDITIONAL = False  # per-sample labels fixed in the denoisers (no sampler may evaluate part of the batch)
 
     # -- study hooks --------------------------------------------------------------------------------------------
@@ -222,8 +232,7 @@ class DigitsExperiment(Experiment):
         for method, base in self.comparisons:
             comparisons[f"{method}_vs_{base}"] = {
                 metric: {**paired_difference(per_seed[method][metric], per_seed[base][metric]).as_dict(),
-                         **win_rate(*((per_seed[method][metric], per_seed[base][metric]) if higher
-                                      else (per_seed[base][metric], per_seed[method][metric]))).as_dict()}
+                         **seed_counts(per_seed[method][metric], per_seed[base][metric], higher)}
                 for metric, higher in self.HIGHER_IS_BETTER.items()}
         return metrics, comparisons
 
@@ -244,10 +253,10 @@ class DigitsExperiment(Experiment):
         tuning, adaptive = self.tune_guidance(models), self.calibrate_adaptive(nets)
         per_seed: dict[str, dict[str, list[float]]] = {name: {} for name in self.methods}
         wall_total: dict[str, float] = dict.fromkeys(self.methods, 0.0)
-        first_samples: dict[str, torch.Tensor] = {}
+        samples_by_seed: list[dict[str, torch.Tensor]] = []
         for seed in self.cfg.seeds:
             samples, nfe, wall = self.sample_seed(models, seed)
-            first_samples = first_samples or samples
+            samples_by_seed.append(samples)
             for name, x in samples.items():
                 wall_total[name] += wall[name]
                 for metric, value in self.measure(x, n).items():
@@ -260,11 +269,12 @@ class DigitsExperiment(Experiment):
                  "method_T": {name: steps for name, (steps, _) in self.methods.items()},
                  "num_seeds": len(self.cfg.seeds), "tuning": tuning, "adaptive": adaptive,
                  "method_options": {name: m["options"] for name, (_, m) in self.methods.items()}}
-        extra.update(self.study_extra(first_samples))
+        extra.update(self.study_extra(samples_by_seed))
         # CPU seconds of the whole study (one torch thread): its wall time on an idle core, whatever the machine's load
         extra["cpu_time_s"] = time.process_time() - cpu_start
-        figures = self.plot(first_samples, extra, run_dir) if self.cfg.figures else {}
+        figures = self.plot(samples_by_seed[0], extra, run_dir) if self.cfg.figures else {}
         return RunResult(metrics=metrics, nfe=nfe, wall_time_s=wall_total, figures=figures, extra=extra)
 
-    def study_extra(self, samples: dict[str, torch.Tensor]) -> dict:
+    def study_extra(self, samples_by_seed: list[dict[str, torch.Tensor]]) -> dict:
+        """Study-specific entries of `extra`, from every seed's samples (method → samples, in seed order)."""
         return {}

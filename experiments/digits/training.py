@@ -1,12 +1,16 @@
 # Lightning training of the digit ε-UNets on CPU: ε-matching loss, label dropout for CFG, EMA weights, snapshots.
-"""One run trains with a constant learning rate and saves the EMA weights at each requested step count, so the
-snapshot at step k is exactly what a k-step run of the same config would give (that is how the short / medium /
-long models of the training-length study share one run). Each snapshot is stored under the hash of its own spec
-(the shared spec plus `steps: k`)."""
+"""One run saves the EMA weights at each requested step count (that is how the short / medium / long models of a
+training-length study share one run). With the default constant learning rate the snapshot at step k is exactly
+what a k-step run of the same config would give; a spec with `lr_decay_steps: N` decays the rate along a cosine
+from `lr` to 0 over N steps, and its snapshot at k < N is the k-step point of that N-step schedule (N is in every
+snapshot's spec). Each snapshot is stored under the hash of its own spec (the shared spec plus `steps: k`), with
+the run's wall and CPU seconds up to it in its info."""
 from __future__ import annotations
 
 import copy
 import logging
+import math
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,9 +24,11 @@ from w2sd.schedule import make_betas
 
 
 def build_unet(spec: dict) -> TinyUNet:
+    """The net of a spec; `net.temporal_attention: true` (clip nets) attends over the data's `frames`."""
     net = spec["net"]
+    frames = spec["data"]["frames"] if net.get("temporal_attention") else 0
     return TinyUNet(dims=net["dims"], channels=tuple(net["channels"]), num_classes=net["num_classes"],
-                    emb_dim=net["emb_dim"])
+                    emb_dim=net["emb_dim"], temporal_attention=frames)
 
 
 def training_alphas_cumprod(schedule: dict) -> torch.Tensor:
@@ -33,15 +39,17 @@ def training_alphas_cumprod(schedule: dict) -> torch.Tensor:
 
 class DiffusionModule(L.LightningModule):
     """ε-prediction loss at uniform training timesteps; labels are replaced by the null class with prob.
-    `cond_dropout` (always, for an unconditional net); an EMA copy of the net is what gets saved."""
+    `cond_dropout` (always, for an unconditional net); an EMA copy of the net is what gets saved. The learning rate
+    is constant, or (lr_decay_steps = N) a cosine from lr to 0 over N steps."""
 
     def __init__(self, net: TinyUNet, alphas_cumprod: torch.Tensor, lr: float, cond_dropout: float,
-                 ema_decay: float) -> None:
+                 ema_decay: float, lr_decay_steps: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.ema = copy.deepcopy(net).requires_grad_(False)
         self.register_buffer("alphas_cumprod", alphas_cumprod)
         self.lr, self.cond_dropout, self.ema_decay = lr, cond_dropout, ema_decay
+        self.lr_decay_steps = lr_decay_steps
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         x0, labels = batch
@@ -63,21 +71,34 @@ class DiffusionModule(L.LightningModule):
         for p_ema, p in zip(self.ema.parameters(), self.net.parameters()):
             p_ema.lerp_(p, 1 - decay)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.parameters(), lr=self.lr)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        if self.lr_decay_steps is None:
+            return optimizer
+        horizon = self.lr_decay_steps
+        cosine = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, horizon) / horizon)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
 
 
 class SnapshotWriter(L.Callback):
-    """Saves the EMA net under `spec | {steps: k}` when the global step reaches each k."""
+    """Saves the EMA net under `spec | {steps: k}` when the global step reaches each k, with the training loss and
+    the wall and CPU (process) seconds since training started in its info."""
 
     def __init__(self, base_spec: dict, steps: Sequence[int], directory: Path, prefix: str) -> None:
         self.base_spec, self.steps, self.directory, self.prefix = base_spec, set(steps), directory, prefix
         self.written: dict[int, Path] = {}
+        self.start = (time.perf_counter(), time.process_time())
+
+    def on_train_start(self, trainer: L.Trainer, module: DiffusionModule) -> None:
+        self.start = (time.perf_counter(), time.process_time())
 
     def on_train_batch_end(self, trainer: L.Trainer, module: DiffusionModule, *args: object) -> None:
         step = trainer.global_step
         if step in self.steps and step not in self.written:
-            info = {"final_loss": float(trainer.callback_metrics.get("train/loss", float("nan")))}
+            info = {"final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+                    "train_time_s": time.perf_counter() - self.start[0],
+                    "train_cpu_s": time.process_time() - self.start[1]}
             self.written[step] = save_checkpoint(self.directory, self.prefix, {**self.base_spec, "steps": step},
                                                  module.ema, info)
 
@@ -107,7 +128,7 @@ def train_snapshots(base_spec: dict, data: tuple[torch.Tensor, torch.Tensor], st
     L.seed_everything(base_spec["seed"], workers=False, verbose=False)
     net = build_unet(base_spec)
     module = DiffusionModule(net, training_alphas_cumprod(base_spec["schedule"]), base_spec["lr"],
-                             base_spec["cond_dropout"], base_spec["ema_decay"])
+                             base_spec["cond_dropout"], base_spec["ema_decay"], base_spec.get("lr_decay_steps"))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data), batch_size=base_spec["batch_size"],
                                          shuffle=True, drop_last=len(data[0]) > base_spec["batch_size"],
                                          generator=torch.Generator().manual_seed(base_spec["seed"]))

@@ -2,7 +2,9 @@
 """Class conditioning uses a learned embedding with one extra "null" entry (index = num_classes) that training
 swaps in with probability `cond_dropout`, so one network gives both ε(x, t, c) and ε(x, t, ∅) for CFG. An
 unconditional model is num_classes = 0 (only the null entry). Videos are [B, C, F, H, W]; their convolutions are
-factorised into a spatial 1×3×3 and a temporal 3×1×1 kernel, which is what keeps a clip denoiser trainable on CPU."""
+factorised into a spatial 1×3×3 and a temporal 3×1×1 kernel, which is what keeps a clip denoiser trainable on CPU;
+`temporal_attention` adds AnimateDiff-style self-attention over the frame axis at the lowest resolution (mid
+block), so every position there sees the whole clip's motion, not only its neighbouring frames."""
 from __future__ import annotations
 
 import math
@@ -39,11 +41,31 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+class TemporalAttention(nn.Module):
+    """Multi-head self-attention across frames at each spatial position of a [B, C, F, H, W] map, with a learned
+    frame-position embedding; the output projection starts at zero, so the block starts as the identity."""
+
+    def __init__(self, channels: int, frames: int, heads: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(min(8, channels), channels)
+        self.position = nn.Parameter(torch.zeros(frames, channels))
+        self.attention = nn.MultiheadAttention(channels, heads, batch_first=True)
+        nn.init.zeros_(self.attention.out_proj.weight)
+        nn.init.zeros_(self.attention.out_proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, f, h, w = x.shape
+        seq = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * h * w, f, c) + self.position[:f]
+        out = self.attention(seq, seq, seq, need_weights=False)[0]
+        return x + out.reshape(b, h, w, f, c).permute(0, 4, 3, 1, 2)
+
+
 class TinyUNet(nn.Module):
     """One ResBlock per resolution level, halving the spatial size (never the frame axis) between levels."""
 
     def __init__(self, dims: int = 2, channels: tuple[int, ...] = (32, 64), num_classes: int = 10,
-                 emb_dim: int = 64, in_channels: int = 1) -> None:
+                 emb_dim: int = 64, in_channels: int = 1, temporal_attention: int = 0) -> None:
+        """temporal_attention: 0 = none, else the number of frames of a clip (dims = 3 only)."""
         super().__init__()
         self.dims, self.num_classes, self.emb_dim = dims, num_classes, emb_dim
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -52,6 +74,7 @@ class TinyUNet(nn.Module):
         self.conv_in = conv_nd(in_channels, channels[0], 1)
         self.down = nn.ModuleList(ResBlock(dims, a, b, emb_dim) for a, b in zip((channels[0], *channels), channels))
         self.mid = ResBlock(dims, channels[-1], channels[-1], emb_dim)
+        self.motion = TemporalAttention(channels[-1], temporal_attention) if temporal_attention else nn.Identity()
         rev = channels[::-1]  # up block j: previous output + its level's skip → the skip's width
         self.up = nn.ModuleList(ResBlock(dims, h_in + skip, skip, emb_dim) for h_in, skip in zip((rev[0], *rev), rev))
         self.out = nn.Sequential(nn.GroupNorm(min(8, channels[0]), channels[0]), nn.SiLU(),
@@ -71,7 +94,7 @@ class TinyUNet(nn.Module):
                 h = pool(h, self.scale)
             h = block(h, emb)
             skips.append(h)
-        h = self.mid(h, emb)
+        h = self.motion(self.mid(h, emb))
         for level, block in enumerate(self.up):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if level < len(self.up) - 1:

@@ -3,7 +3,10 @@
 - dynamic_degree: mean |v_f| in pixels per frame (VBench's dynamic degree uses optical flow; here motion is exact).
 - velocity_jitter: mean |v_f − mean_f v_f| (0 for constant velocity; VBench's motion smoothness, inverted).
 - class_consistency: share of frames whose classifier label equals the clip's most common label.
-- frame_fd: Fréchet distance of 8×8 crops around each frame's centroid to real digits (frame quality).
+- frame_fd: Fréchet distance of the 8×8 crops around each frame's centroid (`frame_crops`) to the same crops of
+  real clips (the evaluator's reference set, see VideoExperiment.setup_evaluation). Comparing crops with crops
+  means a real clip pays no cropping misalignment: real clips score only the finite-sample floor of the Fréchet
+  distance (which is large for a few dozen clips in 64-d features, and is reported beside the models).
 A real clip scores dynamic_degree = its speed, velocity_jitter = 0, class_consistency ≈ classifier accuracy."""
 from __future__ import annotations
 
@@ -33,7 +36,13 @@ def centre_crops(video: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     return torch.stack(crops)
 
 
+def frame_crops(video: torch.Tensor) -> torch.Tensor:
+    """The crops the frame metrics read: each frame's 8×8 crop at its own centroid, [N·F, 1, 8, 8]."""
+    return centre_crops(video, centroids(video))
+
+
 def clip_metrics(video: torch.Tensor, evaluator: Evaluator) -> dict[str, float]:
+    """The four metrics above; `evaluator`'s reference set must be `frame_crops` of real clips."""
     c = centroids(video)
     v = c.diff(dim=1)
     crops = centre_crops(video, c)
