@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from transformers import AutoTokenizer
 
@@ -14,7 +15,7 @@ from w2sd.evaluation.clip_score import CLIPScoreScorer
 from w2sd.evaluation.hps import HPSv2Scorer
 from w2sd.evaluation.image_reward import ImageRewardScorer
 from w2sd.evaluation.pickscore import PickScoreScorer
-from w2sd.evaluation.preprocess import openai_clip_pixels
+from w2sd.evaluation.preprocess import hps_pixels, openai_clip_pixels
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "scorers"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
@@ -62,6 +63,13 @@ def test_openai_clip_transform_pixels_match_torchvision_on_non_square_images():
     probe = np.sin(0.01 * np.arange(pixels[0].size))
     np.testing.assert_allclose(pixels.reshape(3, -1).sum(1), EXPECTED["openai_pixel_sums"], rtol=1e-6)
     np.testing.assert_allclose(pixels.reshape(3, -1) @ probe, EXPECTED["openai_pixel_probes"], rtol=0, atol=1e-3)
+
+
+def test_preprocessing_reads_a_greyscale_image_as_rgb():
+    """Called directly (not only through Scorer.score, which converts first), greyscale is three equal channels."""
+    grey = IMAGES[1].convert("L")
+    for transform in (openai_clip_pixels, hps_pixels):
+        torch.testing.assert_close(transform([grey], 224), transform([grey.convert("RGB")], 224), rtol=0, atol=0)
 
 
 def test_image_reward_matches_the_original_score_method():
