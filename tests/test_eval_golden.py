@@ -90,6 +90,18 @@ def test_image_reward_med_config_defaults_are_berts(tmp_path):
     np.testing.assert_allclose(score_pairs(scorer), EXPECTED["image_reward"], rtol=0, atol=1e-4)
 
 
+def test_image_reward_reads_layer_norm_eps_and_hidden_act_from_med_config(tmp_path):
+    """A med_config that sets them is obeyed: each changed value alone moves every score off the golden ones."""
+    folder = FIXTURES / "image_reward"
+    med = json.loads((folder / "med_config.json").read_text())
+    for change in ({"layer_norm_eps": 0.5}, {"hidden_act": "relu"}):
+        (tmp_path / "med.json").write_text(json.dumps({**med, **change}))
+        scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(tmp_path / "med.json"),
+                                   tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"],
+                                   device="cpu")
+        assert np.all(np.abs(score_pairs(scorer) - np.asarray(EXPECTED["image_reward"])) > 1e-3), change
+
+
 def test_clip_t_is_clip_score_under_its_own_name_with_a_separate_processor():
     scorer = CLIPScoreScorer(model=str(FIXTURES / "clip"), processor=str(FIXTURES / "hps" / "base"), name="clip_t",
                              device="cpu")

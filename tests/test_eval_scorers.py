@@ -103,12 +103,17 @@ def test_image_reward_loads_the_original_blip_names_and_standardises(models):
 
 
 def test_image_reward_refuses_a_checkpoint_that_does_not_fit(models, tmp_path):
-    state = torch.load(models["image_reward"]["checkpoint"], weights_only=True)
-    state.pop("blip.visual_encoder.cls_token")
-    torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(MissingCheckpoint, match="BLIP ViT"):
-        ImageRewardScorer(**{**models["image_reward"], "checkpoint": str(tmp_path / "broken.pt")},
-                          vision=BLIP_VISION, device="cpu")
+    for cut, expected in [
+        ("blip.visual_encoder.cls_token", "the BLIP ViT (missing ['embeddings.class_embedding'], unexpected [])"),
+        ("blip.text_encoder.encoder.layer.1.output.dense.bias",
+         "the BLIP text encoder (missing ['encoder.layer.1.output.dense.bias'], unexpected [])")]:
+        state = torch.load(models["image_reward"]["checkpoint"], weights_only=True)
+        state.pop(cut)
+        torch.save(state, tmp_path / "broken.pt")
+        with pytest.raises(MissingCheckpoint) as err:
+            ImageRewardScorer(**{**models["image_reward"], "checkpoint": str(tmp_path / "broken.pt")},
+                              vision=BLIP_VISION, device="cpu")
+        assert str(err.value) == f"image_reward: {tmp_path / 'broken.pt'} does not fit {expected}"
 
 
 def test_clip_score_matches_clamped_100_cosine(models):

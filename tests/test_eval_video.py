@@ -188,7 +188,10 @@ class MeanGrey(Scorer):
     """A [0, 1] stand-in per-frame scorer: mean grey level / 255 (prompt ignored)."""
 
     name = "meangrey"
-    prompts_seen: list[str] = []
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__(batch_size, "cpu")
+        self.prompts_seen: list[str] = []  # per instance: a class-level list would carry over between runs
 
     def score_batch(self, images, prompts):
         self.prompts_seen += list(prompts)
