@@ -504,6 +504,8 @@ def test_missing_parts_of_a_checkpoint_name_the_setting_to_fix(models, tmp_path)
          f"aesthetic: {weights_only} is not a complete checkpoint folder (", "clip"),
         (lambda: ReferenceSimilarity(str(tmp_path), str(dino_weights), "dino", device="cpu"),
          f"dino: {dino_weights} is not a complete checkpoint folder (", "model"),
+        (lambda: CLIPScoreScorer(model=str(tmp_path / "none"), name="clip_t", device="cpu"),
+         f"clip_t: checkpoint {tmp_path}/none not found", "model"),
     ]
     for make, start, key in cases:
         with pytest.raises(MissingCheckpoint) as err:
@@ -522,3 +524,27 @@ def test_image_reward_tokenizer_has_blips_two_added_tokens(models):
     ids = scorer.tokenizer("a [DEC] b [ENC]")["input_ids"]
     assert scorer.tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "a", "[DEC]", "b", "[ENC]", "[SEP]"]
     assert (ids[2], ids[4]) == (vocab - 2, vocab - 1)
+
+
+def test_load_pretrained_forwards_options_and_reports_a_broken_local_folder_in_one_line(tmp_path, monkeypatch):
+    from w2sd.evaluation.checkpoints import load_pretrained
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+
+    def loader(name, **kwargs):
+        calls.append((name, kwargs))
+        return "loaded"
+
+    assert load_pretrained(loader, str(tmp_path), scorer="s", key="k", backend="pil") == "loaded"
+    assert load_pretrained(loader, "org/name", scorer="s", key="k", backend="pil") == "loaded"
+    assert calls == [(str(tmp_path), {"backend": "pil"}), ("org/name", {"local_files_only": True, "backend": "pil"})]
+    cases = [(OSError("no config.json in it\nmore detail"), "no config.json in it"), (ValueError(), "ValueError")]
+    for err, reason in cases:
+        def broken(name, error=err, **kwargs):
+            raise error
+
+        with pytest.raises(MissingCheckpoint) as caught:
+            load_pretrained(broken, str(tmp_path), scorer="s", key="k")
+        assert str(caught.value) == (f"s: {tmp_path} is not a complete checkpoint folder ({reason}); set the scorer's "
+                                     "`k` to a folder saved with save_pretrained")
