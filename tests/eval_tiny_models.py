@@ -192,3 +192,29 @@ def make_run_dir(root: Path, prompts_csv: Path, n: int = 4, methods: tuple[str, 
     with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
         csv.writer(fh).writerows(rows)
     return root
+
+
+def save_as_from_gpu(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """torch.save `state` with every storage tagged "cuda:0", as the released checkpoints were saved from GPU
+    training; loading it without `map_location` fails on a machine without CUDA."""
+    from torch import serialization
+
+    def tag(storage) -> str | None:
+        return "cuda:0" if storage.device.type == "cpu" else None
+
+    serialization.register_package(0, tag, lambda storage, location: None)
+    try:
+        torch.save(state, path)
+    finally:  # torch has no public unregister; the registry is a plain list
+        serialization._package_registry[:] = [p for p in serialization._package_registry if p[1] is not tag]
+    return path
+
+
+class RunsCode:
+    """A pickled object that creates `marker` when unpickled: what a malicious checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)

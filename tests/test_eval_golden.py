@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from transformers import AutoTokenizer
 
@@ -14,7 +15,7 @@ from w2sd.evaluation.clip_score import CLIPScoreScorer
 from w2sd.evaluation.hps import HPSv2Scorer
 from w2sd.evaluation.image_reward import ImageRewardScorer
 from w2sd.evaluation.pickscore import PickScoreScorer
-from w2sd.evaluation.preprocess import openai_clip_pixels
+from w2sd.evaluation.preprocess import hps_pixels, openai_clip_pixels
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "scorers"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())
@@ -64,6 +65,13 @@ def test_openai_clip_transform_pixels_match_torchvision_on_non_square_images():
     np.testing.assert_allclose(pixels.reshape(3, -1) @ probe, EXPECTED["openai_pixel_probes"], rtol=0, atol=1e-3)
 
 
+def test_preprocessing_reads_a_greyscale_image_as_rgb():
+    """Called directly (not only through Scorer.score, which converts first), greyscale is three equal channels."""
+    grey = IMAGES[1].convert("L")
+    for transform in (openai_clip_pixels, hps_pixels):
+        torch.testing.assert_close(transform([grey], 224), transform([grey.convert("RGB")], 224), rtol=0, atol=0)
+
+
 def test_image_reward_matches_the_original_score_method():
     folder = FIXTURES / "image_reward"
     scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(folder / "med_config.json"),
@@ -80,6 +88,18 @@ def test_image_reward_med_config_defaults_are_berts(tmp_path):
     scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(tmp_path / "med.json"),
                                tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"], device="cpu")
     np.testing.assert_allclose(score_pairs(scorer), EXPECTED["image_reward"], rtol=0, atol=1e-4)
+
+
+def test_image_reward_reads_layer_norm_eps_and_hidden_act_from_med_config(tmp_path):
+    """A med_config that sets them is obeyed: each changed value alone moves every score off the golden ones."""
+    folder = FIXTURES / "image_reward"
+    med = json.loads((folder / "med_config.json").read_text())
+    for change in ({"layer_norm_eps": 0.5}, {"hidden_act": "relu"}):
+        (tmp_path / "med.json").write_text(json.dumps({**med, **change}))
+        scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(tmp_path / "med.json"),
+                                   tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"],
+                                   device="cpu")
+        assert np.all(np.abs(score_pairs(scorer) - np.asarray(EXPECTED["image_reward"])) > 1e-3), change
 
 
 def test_clip_t_is_clip_score_under_its_own_name_with_a_separate_processor():

@@ -1,6 +1,9 @@
 # Every scorer loaded through its real loading path from tiny random checkpoints saved in the released formats.
 from __future__ import annotations
 
+import json
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +11,10 @@ import pytest
 import torch
 from eval_tiny_models import (
     BLIP_VISION,
+    RunsCode,
     TinyFeatures,
     pattern_image,
+    save_as_from_gpu,
     tiny_clip,
     tiny_dino,
     tiny_head,
@@ -55,7 +60,7 @@ def test_hps_version_switch_picks_the_released_file_names(models):
         HPSv2Scorer(version="v2.1", base=str(models["hps_base"]), device="cpu")
     with pytest.raises(MissingCheckpoint, match="HPS_v2_compressed.pt"):
         HPSv2Scorer(version="v2.0", base=str(models["hps_base"]), device="cpu")
-    with pytest.raises(Exception, match="v3"):
+    with pytest.raises(ConfigError, match=r"^scorer.version='v3' is not one of \['v2.0', 'v2.1'\]$"):
         HPSv2Scorer(version="v3", checkpoint=str(models["hps"]), base=str(models["hps_base"]), device="cpu")
 
 
@@ -98,12 +103,17 @@ def test_image_reward_loads_the_original_blip_names_and_standardises(models):
 
 
 def test_image_reward_refuses_a_checkpoint_that_does_not_fit(models, tmp_path):
-    state = torch.load(models["image_reward"]["checkpoint"], weights_only=True)
-    state.pop("blip.visual_encoder.cls_token")
-    torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(MissingCheckpoint, match="BLIP ViT"):
-        ImageRewardScorer(**{**models["image_reward"], "checkpoint": str(tmp_path / "broken.pt")},
-                          vision=BLIP_VISION, device="cpu")
+    for cut, expected in [
+        ("blip.visual_encoder.cls_token", "the BLIP ViT (missing ['embeddings.class_embedding'], unexpected [])"),
+        ("blip.text_encoder.encoder.layer.1.output.dense.bias",
+         "the BLIP text encoder (missing ['encoder.layer.1.output.dense.bias'], unexpected [])")]:
+        state = torch.load(models["image_reward"]["checkpoint"], weights_only=True)
+        state.pop(cut)
+        torch.save(state, tmp_path / "broken.pt")
+        with pytest.raises(MissingCheckpoint) as err:
+            ImageRewardScorer(**{**models["image_reward"], "checkpoint": str(tmp_path / "broken.pt")},
+                              vision=BLIP_VISION, device="cpu")
+        assert str(err.value) == f"image_reward: {tmp_path / 'broken.pt'} does not fit {expected}"
 
 
 def test_clip_score_matches_clamped_100_cosine(models):
@@ -283,6 +293,12 @@ def test_fid_resizes_mixed_sizes_when_asked_and_needs_two_images_per_set():
     with pytest.raises(ConfigError, match=r"got 4 generated, 1 reference$"):
         fid(ref, ref[:1], feature=TinyFeatures())
     assert fid(ref[:2], ref[2:], feature=TinyFeatures()) >= 0  # two per set suffice
+    assert fid(ref, mixed, feature=TinyFeatures(), image_size=8) == fid(ref, resized, feature=TinyFeatures())
+    # Greyscale files enter the RGB network as three equal channels, resized or not.
+    grey = [Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L") for _ in range(3)]
+    rgb = [g.convert("RGB") for g in grey]
+    for size in (None, 8):
+        assert fid(grey, ref, feature=TinyFeatures(), image_size=size) == fid(rgb, ref, feature=TinyFeatures())
 
 
 def test_dino_similarity_is_100_times_the_mean_cls_cosine_to_rgb_references(models, tmp_path):
@@ -309,10 +325,226 @@ def test_reference_similarity_names_its_backbone_and_its_missing_model(tmp_path,
     IMAGES[0].save(tmp_path / "ref.png")
     with pytest.raises(MissingCheckpoint, match=f"^{name}: checkpoint {tmp_path}/none not found.*`model`"):
         ReferenceSimilarity(str(tmp_path), str(tmp_path / "none"), backbone, device="cpu")
-    with pytest.raises(ConfigError, match="backbone"):
+    with pytest.raises(ConfigError, match=r"^backbone='resnet' is not one of \['clip', 'dino'\]$"):
         ReferenceSimilarity(str(tmp_path), str(tmp_path / "none"), "resnet", device="cpu")
 
 
 def test_clip_reference_similarity_is_named_clip_i(models, tmp_path):
     IMAGES[0].save(tmp_path / "ref.png")
-    assert ReferenceSimilarity(str(tmp_path), str(models["clip"]), "clip", device="cpu").name == "clip_i"
+    assert ReferenceSimilarity(str(tmp_path), str(models["clip"]), "clip").name == "clip_i"  # default device
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """An empty Hugging Face cache in tmp_path, filled with `put(repo, *files)`, and a hub client that records every
+    URL asked for (and finds nothing). huggingface_hub's own offline switch is off, as when HF_HUB_OFFLINE is set
+    after the import: only the scorers' reading of the variable keeps them off the network."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    asked: list[str] = []
+    http = sys.modules[type(huggingface_hub.get_session()).__module__.split(".")[0]]  # httpx or its successor
+
+    def answer(request):
+        asked.append(str(request.url))
+        return http.Response(404)
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    previous = huggingface_hub.utils._http._GLOBAL_CLIENT_FACTORY
+    huggingface_hub.set_client_factory(lambda: http.Client(transport=http.MockTransport(answer)))
+
+    def put(repo: str, *files: Path) -> None:
+        snapshot = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+        snapshot.mkdir(parents=True)
+        for file in files:
+            shutil.copy(file, snapshot / file.name)
+        (snapshot.parent.parent / "refs").mkdir()
+        (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+
+    yield put, asked
+    huggingface_hub.set_client_factory(previous)
+
+
+def test_default_checkpoints_come_from_the_hub_cache_by_repo_and_file_without_a_request(models, hub, monkeypatch):
+    """Every default is a Hub id (+ file name): with HF_HUB_OFFLINE=1 they load from the cache, asking nothing."""
+    from w2sd.evaluation.aesthetic import AESTHETIC_CLIP, AESTHETIC_HEAD_FILE, AESTHETIC_HEAD_REPO
+    from w2sd.evaluation.hps import HPS_BASE, HPS_FILES, HPS_REPO
+    from w2sd.evaluation.image_reward import IMAGE_REWARD_REPO
+    from w2sd.evaluation.pickscore import PICKSCORE_MODEL, PICKSCORE_PROCESSOR
+
+    put, asked = hub
+    clip_files = sorted(models["clip"].iterdir())
+    put(AESTHETIC_CLIP, *clip_files)  # also CLIPScore's default model
+    head = models["root"] / AESTHETIC_HEAD_FILE
+    shutil.copy(models["head"], head)
+    put(AESTHETIC_HEAD_REPO, head)
+    put(IMAGE_REWARD_REPO, Path(models["image_reward"]["checkpoint"]), Path(models["image_reward"]["med_config"]))
+    put("bert-base-uncased", *Path(models["image_reward"]["tokenizer"]).iterdir())
+    put(PICKSCORE_MODEL, *clip_files)
+    assert PICKSCORE_PROCESSOR == HPS_BASE  # one cached folder serves both
+    put(HPS_BASE, *sorted(models["hps_base"].iterdir()))
+    hps = models["root"] / HPS_FILES["v2.1"]
+    shutil.copy(models["hps"], hps)
+    put(HPS_REPO, hps)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pairs = [(AestheticScorer(), AestheticScorer(clip=str(models["clip"]), head=str(models["head"]))),
+             (CLIPScoreScorer(), CLIPScoreScorer(model=str(models["clip"]))),
+             (ImageRewardScorer(vision=BLIP_VISION), ImageRewardScorer(**models["image_reward"], vision=BLIP_VISION)),
+             (PickScoreScorer(), PickScoreScorer(model=str(models["clip"]), processor=str(models["hps_base"]))),
+             (HPSv2Scorer(), HPSv2Scorer(version="v2.1", checkpoint=str(models["hps"]), base=str(models["hps_base"])))]
+    assert not [url for url in asked if "/resolve/" in url or "/api/models" in url]
+    for cached, local in pairs:
+        assert cached.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        np.testing.assert_array_equal(cached.score(IMAGES, PROMPTS), local.score(IMAGES, PROMPTS))
+    assert [s.name for s, _ in pairs] == ["aesthetic", "clip_score", "image_reward", "pickscore", "hps_v21"]
+
+
+def test_an_unreachable_hub_is_reported_without_the_offline_remark(hub, monkeypatch):
+    _, asked = hub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    from w2sd.evaluation.checkpoints import resolve_file
+
+    with pytest.raises(MissingCheckpoint) as err:
+        resolve_file(None, "nobody/none", "w.pt", scorer="s", key="checkpoint")
+    assert str(err.value) == ("s: checkpoint nobody/none w.pt not found locally or in the Hugging Face cache; "
+                              "download it where the hub is reachable (`hf download nobody/none w.pt`) or set the "
+                              "scorer's `checkpoint` to a local path")
+    assert any("nobody/none" in url for url in asked)  # online, it did ask the hub
+
+
+def scorer_makers(models, references):
+    return {
+        "aesthetic": lambda **kw: AestheticScorer(clip=str(models["clip"]), head=str(models["head"]), **kw),
+        "clip_score": lambda **kw: CLIPScoreScorer(model=str(models["clip"]), **kw),
+        "hps": lambda **kw: HPSv2Scorer(version="v2.0", checkpoint=str(models["hps"]), base=str(models["hps_base"]),
+                                        **kw),
+        "image_reward": lambda **kw: ImageRewardScorer(**models["image_reward"], vision=BLIP_VISION, **kw),
+        "pickscore": lambda **kw: PickScoreScorer(model=str(models["clip"]), processor=str(models["clip"]), **kw),
+        "clip_i": lambda **kw: ReferenceSimilarity(str(references), str(models["clip"]), "clip", **kw),
+        "dino": lambda **kw: ReferenceSimilarity(str(references), str(models["dino"]), "dino", **kw),
+    }
+
+
+@pytest.mark.parametrize("name", ["aesthetic", "clip_score", "hps", "image_reward", "pickscore", "clip_i", "dino"])
+def test_scorers_put_their_networks_and_inputs_on_the_given_device(models, tmp_path, name):
+    """PyTorch's "meta" device stands in for a GPU: any weight or input left on the CPU shows, and any mix of the two
+    fails. Text towers call .item() (no data on meta), so only image-only scorers are also run end to end."""
+    IMAGES[0].save(tmp_path / "ref.png")
+    scorer = scorer_makers(models, tmp_path)[name](device="meta")
+    assert scorer.device == torch.device("meta")
+    modules = [m for m in vars(scorer).values() if isinstance(m, torch.nn.Module)]
+    assert modules or name in ("clip_i", "dino")
+    assert all(p.device.type == "meta" for m in modules for p in m.parameters())
+    if name in ("aesthetic", "clip_i", "dino"):
+        out = scorer.score_batch(IMAGES[:2], PROMPTS[:2])
+        assert out.device.type == "meta" and out.shape == (2,)
+    if name in ("clip_i", "dino"):
+        assert scorer.reference_embeddings.device.type == "meta"
+
+
+def test_checkpoints_saved_from_gpu_load_on_any_machine(models, tmp_path):
+    """The released head, ImageReward.pt and HPS checkpoints hold CUDA-tagged storages (saved from GPU training)."""
+    head = save_as_from_gpu(torch.load(models["head"], weights_only=True), tmp_path / "head.pth")
+    ir = save_as_from_gpu(torch.load(models["image_reward"]["checkpoint"], weights_only=True), tmp_path / "ir.pt")
+    hps = save_as_from_gpu(torch.load(models["hps"], weights_only=True), tmp_path / "hps.pt")
+    kw = {"device": "cpu"}
+    pairs = [(AestheticScorer(clip=str(models["clip"]), head=str(head), **kw),
+              AestheticScorer(clip=str(models["clip"]), head=str(models["head"]), **kw)),
+             (ImageRewardScorer(**{**models["image_reward"], "checkpoint": str(ir)}, vision=BLIP_VISION, **kw),
+              ImageRewardScorer(**models["image_reward"], vision=BLIP_VISION, **kw)),
+             (HPSv2Scorer(version="v2.0", checkpoint=str(hps), base=str(models["hps_base"]), **kw),
+              HPSv2Scorer(version="v2.0", checkpoint=str(models["hps"]), base=str(models["hps_base"]), **kw))]
+    for gpu_saved, cpu_saved in pairs:
+        np.testing.assert_array_equal(gpu_saved.score(IMAGES, PROMPTS), cpu_saved.score(IMAGES, PROMPTS))
+
+
+@pytest.mark.parametrize("name", ["aesthetic", "image_reward", "hps"])
+def test_loading_a_checkpoint_never_runs_code_from_it(models, tmp_path, name):
+    import pickle
+
+    marker = tmp_path / "code-ran"
+    torch.save({"weights": RunsCode(marker)}, tmp_path / "evil.pt")
+    evil = str(tmp_path / "evil.pt")
+    make = {"aesthetic": lambda: AestheticScorer(clip=str(models["clip"]), head=evil, device="cpu"),
+            "image_reward": lambda: ImageRewardScorer(**{**models["image_reward"], "checkpoint": evil},
+                                                      vision=BLIP_VISION, device="cpu"),
+            "hps": lambda: HPSv2Scorer(checkpoint=evil, base=str(models["hps_base"]), device="cpu")}[name]
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        make()
+    assert not marker.exists()
+
+
+def test_missing_parts_of_a_checkpoint_name_the_setting_to_fix(models, tmp_path):
+    """Each file or folder a scorer reads has its own setting; the one-line refusal names that one."""
+    import shutil
+
+    weights_only = tmp_path / "weights"  # a model folder without the processor/tokenizer files
+    weights_only.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(models["clip"] / name, weights_only / name)
+    dino_weights = tmp_path / "dino"
+    dino_weights.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(models["dino"] / name, dino_weights / name)
+    hps_config = tmp_path / "hps_base"
+    hps_config.mkdir()
+    shutil.copy(models["hps_base"] / "config.json", hps_config / "config.json")
+    IMAGES[0].save(tmp_path / "ref.png")
+    ir = models["image_reward"]
+    with pytest.raises(MissingCheckpoint, match=f"^image_reward: med_config={tmp_path}/med.json is not a file; point "
+                                                "it at the downloaded med_config.json$"):
+        ImageRewardScorer(checkpoint=ir["checkpoint"], med_config=str(tmp_path / "med.json"), device="cpu")
+    cases = [
+        (lambda: ImageRewardScorer(**{**ir, "tokenizer": str(tmp_path / "bert")}, device="cpu"),
+         f"image_reward: checkpoint {tmp_path}/bert not found", "tokenizer"),
+        (lambda: HPSv2Scorer(checkpoint=str(models["hps"]), base=str(hps_config), device="cpu"),
+         f"hps_v21: {hps_config} is not a complete checkpoint folder (", "base"),
+        (lambda: AestheticScorer(clip=str(weights_only), device="cpu"),  # no `processor` setting: the model's folder
+         f"aesthetic: {weights_only} is not a complete checkpoint folder (", "clip"),
+        (lambda: ReferenceSimilarity(str(tmp_path), str(dino_weights), "dino", device="cpu"),
+         f"dino: {dino_weights} is not a complete checkpoint folder (", "model"),
+        (lambda: CLIPScoreScorer(model=str(tmp_path / "none"), name="clip_t", device="cpu"),
+         f"clip_t: checkpoint {tmp_path}/none not found", "model"),
+    ]
+    for make, start, key in cases:
+        with pytest.raises(MissingCheckpoint) as err:
+            make()
+        message = str(err.value)
+        assert message.startswith(start) and "\n" not in message, message
+        assert message.endswith(f"set the scorer's `{key}` to a local path") or message.endswith(
+            f"set the scorer's `{key}` to a folder saved with save_pretrained"), message
+
+
+def test_image_reward_tokenizer_has_blips_two_added_tokens(models):
+    """BLIP's init_tokenizer adds bos "[DEC]" then "[ENC]" after BERT's vocabulary (why med_config has 30524 =
+    30522 + 2 entries); a prompt containing them must tokenise them whole, to those ids."""
+    scorer = ImageRewardScorer(**models["image_reward"], vision=BLIP_VISION, device="cpu")
+    vocab = json.loads(Path(models["image_reward"]["med_config"]).read_text())["vocab_size"]
+    ids = scorer.tokenizer("a [DEC] b [ENC]")["input_ids"]
+    assert scorer.tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "a", "[DEC]", "b", "[ENC]", "[SEP]"]
+    assert (ids[2], ids[4]) == (vocab - 2, vocab - 1)
+
+
+def test_load_pretrained_forwards_options_and_reports_a_broken_local_folder_in_one_line(tmp_path, monkeypatch):
+    from w2sd.evaluation.checkpoints import load_pretrained
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+
+    def loader(name, **kwargs):
+        calls.append((name, kwargs))
+        return "loaded"
+
+    assert load_pretrained(loader, str(tmp_path), scorer="s", key="k", backend="pil") == "loaded"
+    assert load_pretrained(loader, "org/name", scorer="s", key="k", backend="pil") == "loaded"
+    assert calls == [(str(tmp_path), {"backend": "pil"}), ("org/name", {"local_files_only": True, "backend": "pil"})]
+    cases = [(OSError("no config.json in it\nmore detail"), "no config.json in it"), (ValueError(), "ValueError")]
+    for err, reason in cases:
+        def broken(name, error=err, **kwargs):
+            raise error
+
+        with pytest.raises(MissingCheckpoint) as caught:
+            load_pretrained(broken, str(tmp_path), scorer="s", key="k")
+        assert str(caught.value) == (f"s: {tmp_path} is not a complete checkpoint folder ({reason}); set the scorer's "
+                                     "`k` to a folder saved with save_pretrained")

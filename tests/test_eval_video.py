@@ -188,7 +188,10 @@ class MeanGrey(Scorer):
     """A [0, 1] stand-in per-frame scorer: mean grey level / 255 (prompt ignored)."""
 
     name = "meangrey"
-    prompts_seen: list[str] = []
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__(batch_size, "cpu")
+        self.prompts_seen: list[str] = []  # per instance: a class-level list would carry over between runs
 
     def score_batch(self, images, prompts):
         self.prompts_seen += list(prompts)
@@ -259,3 +262,22 @@ def test_edge_sharpness_is_clipped_to_one_on_single_pixel_dots():
     gradient = np.hypot(ndimage.sobel(smooth, 1, mode="mirror"), ndimage.sobel(smooth, 0, mode="mirror")) / 8.0
     assert np.percentile(np.abs(ndimage.laplace(smooth, mode="mirror")), 99) / np.percentile(gradient, 99) > 1.1
     assert edge_sharpness(dots) == 1.0
+
+
+def test_motion_smoothness_follows_a_translation_far_better_than_blending_the_neighbours():
+    """A sinusoid sliding 3 px per frame: warping both neighbours half-way along their flow rebuilds the middle frame
+    with under half the error of the plain mean of the neighbours; a wrong flow pair or fraction does worse than it."""
+    x = np.arange(128)
+    shade = 0.8 + 0.2 * np.cos(2 * np.pi * np.arange(64) / 64)[:, None]
+    frames = [np.clip((127.5 + 100 * np.sin(2 * np.pi * (x - 3 * t) / 32))[None, :] * shade, 0, 255).astype(np.uint8)
+              for t in range(3)]
+    clip = [Image.fromarray(f).convert("RGB") for f in frames]
+    rgb = [np.asarray(c, dtype=np.float64) for c in clip]
+    blend_error = 100 * np.abs(0.5 * (rgb[0] + rgb[2]) - rgb[1]).mean() / 255
+    assert 100 - motion_smoothness(clip) < 0.5 * blend_error
+
+
+def test_scorer_batches_of_one_are_allowed_and_of_zero_refused():
+    assert MeanGrey(batch_size=1).score(grey_clip([51, 102, 153]), ["p"] * 3) == pytest.approx([0.2, 0.4, 0.6])
+    with pytest.raises(ConfigError, match=r"^batch_size=0 must be >= 1$"):
+        MeanGrey(batch_size=0)

@@ -184,7 +184,7 @@ def test_aligned_resampling_noise_points_along_w2sd_direction() -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(lam=10), "lam=10 must be in [0, 9]; λ counts reflected steps"),
+    (dict(lam=10), "lam=10 must be in [0, 9]; λ counts reflected steps and must be at most T−1"),
     (dict(lam=-1), "lam=-1 must be in [0, 9]"),
     (dict(inversion="approx"), "inversion='approx' is not one of ['exact', 'official']"),
     (dict(order="x"), "order='x' is not one of ['w2s', 's2w']"),

@@ -100,3 +100,44 @@ def test_bad_threshold_is_rejected(world, threshold) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"threshold={threshold} must be a number >= 0 or one per level "
                                                     "(20), or null to reflect every sample")):
         sample_w2sd(models["strong"], models["weak"], x, schedule, threshold=threshold)
+
+
+class Conditioned:
+    """ε of a toy model plus per-sample offsets from (a) `extra_args`, nested in a dict, a tuple and a list next to a
+    0-dim scalar that is shared, and (b) per-sample state the model keeps itself, selected by `rows=`."""
+
+    def __init__(self, model, own: torch.Tensor) -> None:
+        self.model, self.own = model, own
+
+    def __call__(self, x, t, cond, pair, ladder, rows=None):
+        own = self.own if rows is None else self.own[rows]
+        offset = cond["shift"] * cond["scale"] + pair[0] - ladder[0] + own
+        return self.model(x, t) + offset.view(-1, *([1] * (x.dim() - 1)))
+
+
+def conditioning(n: int, dtype: torch.dtype) -> dict:
+    ramp = torch.linspace(-1.0, 1.0, n, dtype=dtype)
+    return {"cond": {"shift": 0.3 * ramp, "scale": torch.tensor(0.5, dtype=dtype)},
+            "pair": (0.1 * ramp.flip(0), "unused"), "ladder": [0.05 * ramp ** 2]}
+
+
+def test_adaptive_sub_batches_carry_each_samples_own_conditioning(world) -> None:
+    """When only some samples are still reflected, every per-sample input follows them: the batch result equals each
+    sample run alone with its own slice of the conditioning (cut here by hand) — a batch of one is never cut."""
+    models, x, schedule, _ = world
+    n = len(x)
+    extra = conditioning(n, x.dtype)
+    own = 0.2 * torch.cos(torch.arange(n, dtype=x.dtype))
+    strong, weak = Conditioned(models["strong"], own), Conditioned(models["weak"], -own)
+    trace = []
+    sample_w2sd(strong, weak, x, schedule, lam=1, extra_args=extra, callback=trace.append)
+    median = float((trace[0]["x_reflected"] - x).pow(2).mean(1).sqrt().median())
+    out = sample_w2sd(strong, weak, x, schedule, lam=15, threshold=median, extra_args=extra)
+    assert 20 + 2 < out.nfe_per_sample < 20 + 2 * 15  # the batch really splits
+    for r in range(n):
+        one = slice(r, r + 1)
+        alone = {"cond": {"shift": extra["cond"]["shift"][one], "scale": extra["cond"]["scale"]},
+                 "pair": (extra["pair"][0][one], "unused"), "ladder": [extra["ladder"][0][one]]}
+        ref = sample_w2sd(Conditioned(models["strong"], own[one]), Conditioned(models["weak"], -own[one]), x[one],
+                          schedule, lam=15, threshold=median, extra_args=alone)
+        assert torch.allclose(out.x[one], ref.x, atol=1e-10, rtol=0), r

@@ -82,7 +82,8 @@ def test_method_specs_resolve_as_main_resolved_the_stored_toy_study() -> None:
     ({"sampler": "dpm"},
      "method 'm': sampler='dpm' is not one of ['advanced_guidance', 'autoguidance', 'ddim', 'resampling', 'w2sd']"),
     ({"sampler": "ddim"}, None),
-    ({"sampler": "w2sd", "lam": 10}, "methods.m.lam=10"),
+    ({"sampler": "w2sd", "lam": 10}, "methods.m.lam=10 must be in [0, 9]; λ must be in [0, T−1]"),
+    ({}, "method 'm': sampler=None is not one of"),
 ])
 def test_spec_checks_come_from_the_signature(spec: dict, message: str | None) -> None:
     table = {"strong": "strong", "weak": "weak"}

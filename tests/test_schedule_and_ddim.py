@@ -1,12 +1,13 @@
 # The schedule and the DDIM transfer agree with diffusers' DDIM schedulers and invert exactly.
 import math
+import re
 
 import pytest
 import torch
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
 from w2sd.ddim import ddim_transfer, from_x0, predict_x0, renoise
-from w2sd.schedule import make_schedule, schedule_from_diffusers
+from w2sd.schedule import FIX, make_schedule, schedule_from_diffusers
 from w2sd.theory import reflection_coefficient
 from w2sd.validation import ConfigError
 
@@ -124,3 +125,38 @@ def test_schedule_bounds_that_are_allowed() -> None:
     assert make_schedule(10, steps_offset=99).timesteps[0] == 999
     assert make_schedule(1000, spacing="trailing", steps_offset=0).timesteps[-1] == 0
     assert make_schedule(1).timesteps == (1,)
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("steps", [10, 7])
+@pytest.mark.parametrize("offset", [0, 1])
+def test_make_schedule_timesteps_are_ddim_schedulers_for_every_spacing(spacing: str, steps: int, offset: int) -> None:
+    ref = DDIMScheduler(**dict(SDXL, timestep_spacing=spacing, steps_offset=offset))
+    ref.set_timesteps(steps)
+    ours = make_schedule(steps, spacing=spacing, steps_offset=offset)
+    assert list(ours.timesteps) == ref.timesteps.tolist()
+    assert ours.final_alpha_cumprod == pytest.approx(float(ref.final_alpha_cumprod), rel=1e-6)  # set_alpha_to_one
+
+
+@pytest.mark.parametrize(("option", "fix"), [("thresholding", "thresholding=False"),
+                                              ("clip_sample", "clip_sample=False")])
+def test_ddim_step_options_that_act_on_x0_are_refused_naming_the_fix(option: str, fix: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^scheduler {option}=True .* {re.escape(FIX.format(fix))}$"):
+        schedule_from_diffusers(dict(SDXL, **{option: True}), 10)
+    assert schedule_from_diffusers(dict(SDXL, **{option: False}), 10).num_steps == 10
+
+
+def test_schedule_from_diffusers_step_count_limits() -> None:
+    assert schedule_from_diffusers(SDXL, 1).timesteps == (1,)  # one step is a schedule
+    assert schedule_from_diffusers(dict(SDXL, steps_offset=0), 1000).timesteps == tuple(range(999, -1, -1))
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ConfigError, match=rf"^num_steps={bad!r} must be a positive integer"):
+            schedule_from_diffusers(SDXL, bad)
+    # leading spacing with steps_offset=1 puts T = N's first timestep at N itself, one past the table
+    with pytest.raises(ConfigError, match=r"^steps_offset=1 pushes the first timestep to 1000 >= 1000"):
+        schedule_from_diffusers(SDXL, 1000)
+
+
+def test_an_unfollowable_spacing_is_named_in_the_refusal() -> None:
+    with pytest.raises(ConfigError, match=r"^timestep_spacing='linspace' with T=7: DDIMScheduler steps t=999"):
+        schedule_from_diffusers(dict(SDXL, timestep_spacing="linspace"), 7)

@@ -44,9 +44,13 @@ def resolve_file(local: str | None, repo: str, filename: str, *, scorer: str, ke
 def load_pretrained(loader: Callable[..., T], name_or_path: str, *, scorer: str, key: str, **kwargs) -> T:
     """`loader.from_pretrained`-style call on a local folder or Hub id, cache-only when offline."""
     local = Path(name_or_path).expanduser()
-    if local.exists():
-        return loader(str(local), **kwargs)
     try:
+        if local.exists():
+            return loader(str(local), **kwargs)
         return loader(name_or_path, local_files_only=hub_offline(), **kwargs)
     except Exception as err:  # noqa: BLE001 - OSError, EnvironmentError, hub errors: all mean "not available"
+        if local.exists():  # e.g. a model folder without its processor files: one line, not a traceback
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise MissingCheckpoint(f"{scorer}: {local} is not a complete checkpoint folder ({reason}); set the "
+                                    f"scorer's `{key}` to a folder saved with save_pretrained") from err
         raise _missing(scorer, name_or_path, key) from err
