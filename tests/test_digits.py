@@ -295,7 +295,8 @@ def test_video_study_pools_frame_fd_over_seeds_and_compares_dynamic_degree_witho
 
 
 def test_conditional_clip_net_gets_one_digit_per_clip_cycling_through_the_classes(compose_config) -> None:
-    """Clip i of a conditional video study asks its net for digit i mod 10 (the clip world's 'prompt')."""
+    """Clip i of a conditional video study asks its net for digit i mod 10 (the clip world's 'prompt') at the
+    study's CFG scale."""
     from w2sd.runner import build_experiment
 
     experiment = build_experiment(compose_config(["experiment=digits_video"]))
@@ -307,7 +308,8 @@ def test_conditional_clip_net_gets_one_digit_per_clip_cycling_through_the_classe
     n, x = 12, torch.randn(12, 1, 5, 12, 12)
     eps = experiment.denoisers({"strong": net}, n)["strong"](x, 500)
     alphas = experiment.schedule(2).alphas_cumprod
-    expected = UNetEps(net, alphas, torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]))(x, 500)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+    expected = UNetEps(net, alphas, labels, experiment.cfg.guidance)(x, 500)
     assert torch.allclose(eps, expected)
     assert not torch.allclose(eps, UNetEps(net, alphas)(x, 500), atol=1e-3)  # the null label is not what it used
 
