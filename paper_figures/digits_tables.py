@@ -73,7 +73,9 @@ def header(name: str, res: dict) -> str:
                                   for role, snap in cfg["models"].items())
                      + f"; {cfg['video']['frames']} frames of {cfg['video']['size']}²; one training run of "
                        f"{nets['strong']['train_time_s'] / 60:.1f} min wall ({nets['strong']['train_cpu_s'] / 60:.1f}"
-                       f" min CPU, one thread) gives both nets")
+                       f" min CPU, one thread) gives both nets"
+                     + (f"; class-conditional (clip i asks for digit i mod 10), CFG {cfg['guidance']}"
+                        if cfg.get("conditional") else "; unconditional"))
     return "*" + "; ".join(parts) + ".*"
 
 

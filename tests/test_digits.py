@@ -229,6 +229,7 @@ def test_bad_class_splits_are_clear_errors(call, needle: str) -> None:
     (["+comparisons=[[w2sd,nope]]"], "comparison (w2sd, nope) names a method"),
     (["experiment=digits_video", "video.frames=6"], "a digit moving 1 px/frame leaves a 12px canvas within 6 frames"),
     (["experiment=digits_video", "reference.clips=1"], "reference.clips=1"),
+    (["experiment=digits_video", "conditional=yes"], "conditional='yes' must be true or false"),
     (["experiment=digits_frontier_weight_gap", "+adaptive={quantiles:[0.2],seeds:[100]}"],
      "the per-sample labels of a class-conditional net cannot follow"),
 ])
@@ -291,6 +292,26 @@ def test_video_study_pools_frame_fd_over_seeds_and_compares_dynamic_degree_witho
     assert (dd["higher"], dd["equal"], dd["lower"]) == (sum(d > 0 for d in per_seed), sum(d == 0 for d in per_seed),
                                                        sum(d < 0 for d in per_seed))
     assert "wins" not in dd
+
+
+def test_conditional_clip_net_gets_one_digit_per_clip_cycling_through_the_classes(compose_config) -> None:
+    """Clip i of a conditional video study asks its net for digit i mod 10 (the clip world's 'prompt') at the
+    study's CFG scale."""
+    from w2sd.runner import build_experiment
+
+    experiment = build_experiment(compose_config(["experiment=digits_video"]))
+    experiment.validate()
+    assert {s.spec["net"]["num_classes"] for s in experiment.snapshots.values()} == {10}
+    net = build_unet({**experiment.snapshots["strong"].spec, "net": {**tiny_spec(3)["net"], "temporal_attention":
+                                                                    True}})
+    torch.nn.init.normal_(net.class_emb.weight)  # distinct label embeddings, so a wrong label changes ε
+    n, x = 12, torch.randn(12, 1, 5, 12, 12)
+    eps = experiment.denoisers({"strong": net}, n)["strong"](x, 500)
+    alphas = experiment.schedule(2).alphas_cumprod
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
+    expected = UNetEps(net, alphas, labels, experiment.cfg.guidance)(x, 500)
+    assert torch.allclose(eps, expected)
+    assert not torch.allclose(eps, UNetEps(net, alphas)(x, 500), atol=1e-3)  # the null label is not what it used
 
 
 def test_stored_video_study_kept_its_budgets_and_names_the_committed_nets() -> None:

@@ -182,7 +182,9 @@ def conditional_snapshots(cfg: DictConfig, roles: Mapping[str, str]) -> dict[str
 
 
 def video_snapshots(cfg: DictConfig, roles: Mapping[str, str]) -> dict[str, Snapshot]:
-    base = unet_spec(cfg.digits, cfg.video_net, 0, video_data(cfg.digits, cfg.video), cfg.sampler.schedule,
+    """role → snapshot of the clip net (video_steps); `conditional: true` conditions it on the clip's digit."""
+    classes = NUM_CLASSES if cfg.conditional else 0
+    base = unet_spec(cfg.digits, cfg.video_net, classes, video_data(cfg.digits, cfg.video), cfg.sampler.schedule,
                      OmegaConf.to_container(cfg.video_training, resolve=True))
     out = {}
     for role, name in roles.items():

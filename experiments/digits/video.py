@@ -8,6 +8,7 @@ import torch
 
 from experiments.digits import models as M
 from experiments.digits import plots
+from experiments.digits.class_conditional import cycling_labels
 from experiments.digits.classifier import DigitClassifier
 from experiments.digits.data import all_digits, check_clip_canvas, digits_split, moving_digit_clips
 from experiments.digits.evaluator import Evaluator
@@ -19,8 +20,10 @@ from w2sd.validation import ConfigError, check_int_range
 
 
 class VideoExperiment(DigitsExperiment):
-    """Unconditional (2+1)-D nets on moving-digit clips; weak = short training, strong = long training.
-    `real` in extra holds the same metrics on real clips (held-out digits), the target values."""
+    """(2+1)-D nets on moving-digit clips; weak = short training, strong = long training. With `conditional: true`
+    the net is conditioned on the clip's digit (the role of AnimateDiff's text prompt) and clip i asks for digit
+    i mod 10 at CFG scale `guidance`. `real` in extra holds the same metrics on real clips (held-out digits), the
+    target values."""
 
     HIGHER_IS_BETTER = {"dynamic_degree": None, "class_consistency": True, "velocity_jitter": False,
                         "frame_fd": False}
@@ -32,6 +35,9 @@ class VideoExperiment(DigitsExperiment):
         check_int_range("video.clips", video.clips, 1)
         check_clip_canvas(video.frames, video.size)
         check_int_range("reference.clips", self.cfg.reference.clips, 2, None, "the Fréchet distance needs a spread")
+        if not isinstance(self.cfg.conditional, bool):
+            raise ConfigError(f"conditional={self.cfg.conditional!r} must be true or false")
+        self.CONDITIONAL = self.cfg.conditional
         if "real" in self.cfg.methods:
             raise ConfigError("a method named 'real' would hide the real clips' row in frame_fd_pooled; rename it")
         if not {"weak", "strong"} <= set(self.cfg.models):
@@ -42,7 +48,9 @@ class VideoExperiment(DigitsExperiment):
         return (1, self.cfg.video.frames, self.cfg.video.size, self.cfg.video.size)
 
     def denoisers(self, nets: dict[str, TinyUNet], n: int) -> dict[str, Denoiser]:
-        return {role: self.adapter(net) for role, net in nets.items()}
+        if not self.cfg.conditional:
+            return {role: self.adapter(net) for role, net in nets.items()}
+        return {role: self.adapter(net, cycling_labels(n), self.cfg.guidance) for role, net in nets.items()}
 
     def setup_evaluation(self, classifier: DigitClassifier) -> None:
         """frame_fd's reference: the frame crops of `reference.clips` real clips of all digits (as the image worlds'
