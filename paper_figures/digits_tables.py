@@ -68,12 +68,12 @@ def header(name: str, res: dict) -> str:
         parts.insert(0, f"strong CFG {cfg['guidance']['strong']}, weak CFG {cfg['guidance']['weak']} on the "
                         f"`{cfg['snapshot']}` net")
     else:
-        nets = extra["nets"]
+        nets, threads = extra["nets"], cfg["digits"]["torch_threads"]
         parts.insert(0, "; ".join(f"{role} = {snap} ({cfg['video_steps'][snap]} steps)"
                                   for role, snap in cfg["models"].items())
                      + f"; {cfg['video']['frames']} frames of {cfg['video']['size']}²; one training run of "
                        f"{nets['strong']['train_time_s'] / 60:.1f} min wall ({nets['strong']['train_cpu_s'] / 60:.1f}"
-                       f" min CPU, one thread) gives both nets"
+                       f" min CPU, {'one thread' if threads == 1 else f'{threads} threads'}) gives both nets"
                      + (f"; class-conditional (clip i asks for digit i mod 10), CFG {cfg['guidance']}"
                         if cfg.get("conditional") else "; unconditional"))
     return "*" + "; ".join(parts) + ".*"
@@ -147,13 +147,12 @@ def video_headline(res: dict, yardstick: dict) -> str:
 
 def build(results_root: Path, out_dir: Path) -> dict[str, str]:
     blocks = {}
+    studies = {name: require_results(results_root, name) for name in STUDIES}
+    yardstick = studies["digits_weight_gap"]  # the image world whose model-vs-real FD sets the video target
     for name, columns in STUDIES.items():
-        res = require_results(results_root, name)
+        res = studies[name]
         body = [header(name, res), metrics_table(res, columns), comparison_table(res)]
-        line = alignment_line(res)
-        if name == "digits_video":
-            line = video_sentences(res, require_results(results_root, "digits_weight_gap"))
+        line = video_sentences(res, yardstick) if name == "digits_video" else alignment_line(res)
         blocks[name] = "\n\n".join(body + ([line] if line else []))
-    blocks["digits_video_headline"] = video_headline(require_results(results_root, "digits_video"),
-                                                     require_results(results_root, "digits_weight_gap"))
+    blocks["digits_video_headline"] = video_headline(studies["digits_video"], yardstick)
     return blocks

@@ -326,6 +326,20 @@ def test_stored_video_study_kept_its_budgets_and_names_the_committed_nets() -> N
     assert all((M.COMMITTED_DIR / net["checkpoint"]).exists() for net in extra["nets"].values())
 
 
+def test_video_header_states_the_thread_count_the_run_used() -> None:
+    """The docs header reports training time with the configured thread count, not a fixed "one thread"."""
+    import copy
+    import json
+
+    from paper_figures.digits_tables import header
+
+    res = json.loads((Path(__file__).resolve().parent.parent / "results/digits_video/results.json").read_text())
+    assert res["config"]["digits"]["torch_threads"] == 1 and "min CPU, one thread)" in header("digits_video", res)
+    two = copy.deepcopy(res)
+    two["config"]["digits"]["torch_threads"] = 2
+    assert "min CPU, 2 threads)" in header("digits_video", two)
+
+
 def test_w2sd_restores_the_minority_digit_on_the_dataset_gap(compose_config, tmp_path: Path) -> None:
     """The study's claim at small size: W2SD (λ = T − 1) raises the minority share and lowers FD by a margin."""
     from w2sd.runner import run_experiment

@@ -72,33 +72,37 @@ def test_preprocessing_reads_a_greyscale_image_as_rgb():
         torch.testing.assert_close(transform([grey], 224), transform([grey.convert("RGB")], 224), rtol=0, atol=0)
 
 
+IMAGE_REWARD = FIXTURES / "image_reward"
+
+
+def image_reward_scorer(med_config: dict | None, tmp_path: Path | None = None) -> ImageRewardScorer:
+    """The golden ImageReward fixture, with its own med_config (None) or the given one written to tmp_path."""
+    med_path = IMAGE_REWARD / "med_config.json"
+    if med_config is not None:
+        med_path = tmp_path / "med.json"
+        med_path.write_text(json.dumps(med_config))
+    return ImageRewardScorer(checkpoint=str(IMAGE_REWARD / "ImageReward.pt"), med_config=str(med_path),
+                             tokenizer=str(IMAGE_REWARD / "bert"), vision=EXPECTED["image_reward_vision"],
+                             device="cpu")
+
+
 def test_image_reward_matches_the_original_score_method():
-    folder = FIXTURES / "image_reward"
-    scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(folder / "med_config.json"),
-                               tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"], device="cpu")
-    np.testing.assert_allclose(score_pairs(scorer), EXPECTED["image_reward"], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(score_pairs(image_reward_scorer(None)), EXPECTED["image_reward"], rtol=0, atol=1e-4)
 
 
 def test_image_reward_med_config_defaults_are_berts(tmp_path):
     """BLIP's med_config may omit layer_norm_eps / hidden_act: BERT's defaults (1e-12, gelu) apply, as in BertConfig."""
-    folder = FIXTURES / "image_reward"
-    med = json.loads((folder / "med_config.json").read_text())
+    med = json.loads((IMAGE_REWARD / "med_config.json").read_text())
     assert (med.pop("layer_norm_eps"), med.pop("hidden_act")) == (1e-12, "gelu")
-    (tmp_path / "med.json").write_text(json.dumps(med))
-    scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(tmp_path / "med.json"),
-                               tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"], device="cpu")
+    scorer = image_reward_scorer(med, tmp_path)
     np.testing.assert_allclose(score_pairs(scorer), EXPECTED["image_reward"], rtol=0, atol=1e-4)
 
 
 def test_image_reward_reads_layer_norm_eps_and_hidden_act_from_med_config(tmp_path):
     """A med_config that sets them is obeyed: each changed value alone moves every score off the golden ones."""
-    folder = FIXTURES / "image_reward"
-    med = json.loads((folder / "med_config.json").read_text())
+    med = json.loads((IMAGE_REWARD / "med_config.json").read_text())
     for change in ({"layer_norm_eps": 0.5}, {"hidden_act": "relu"}):
-        (tmp_path / "med.json").write_text(json.dumps({**med, **change}))
-        scorer = ImageRewardScorer(checkpoint=str(folder / "ImageReward.pt"), med_config=str(tmp_path / "med.json"),
-                                   tokenizer=str(folder / "bert"), vision=EXPECTED["image_reward_vision"],
-                                   device="cpu")
+        scorer = image_reward_scorer({**med, **change}, tmp_path)
         assert np.all(np.abs(score_pairs(scorer) - np.asarray(EXPECTED["image_reward"])) > 1e-3), change
 
 
