@@ -18,7 +18,7 @@ from experiments.digits.data import (
     ratio_counts,
     to_unit_range,
 )
-from experiments.digits.training import build_unet, train_snapshots, training_alphas_cumprod
+from experiments.digits.training import build_unet, torch_threads, train_snapshots, training_alphas_cumprod
 from experiments.digits.video_metrics import centroids, clip_metrics
 from w2sd.results import config_hash
 from w2sd.validation import ConfigError
@@ -73,9 +73,11 @@ def test_cosine_lr_decay_follows_its_closed_form_and_snapshots_record_their_trai
     assert isinstance(DiffusionModule(build_unet(tiny_spec()), training_alphas_cumprod(SCHEDULE), 0.002, 0.0,
                                       0.999).configure_optimizers(), torch.optim.Adam)  # default: constant rate
     base = {**tiny_spec(), "lr_decay_steps": 4}
-    written = train_snapshots(base, M.training_tensors(base), [2, 4], tmp_path, "unet2d")
+    with torch_threads(2):  # not torch's default here, so a fixed value in the info would show
+        written = train_snapshots(base, M.training_tensors(base), [2, 4], tmp_path, "unet2d")
     info = {k: read_checkpoint(path)["info"] for k, path in written.items()}
     assert 0 < info[2]["train_time_s"] < info[4]["train_time_s"] and 0 < info[2]["train_cpu_s"] < info[4]["train_cpu_s"]
+    assert info[2]["train_threads"] == info[4]["train_threads"] == 2
 
 
 def test_checkpoint_with_other_config_is_a_clear_error(tmp_path: Path) -> None:
@@ -102,7 +104,7 @@ def test_committed_checkpoints_match_their_config_hash_and_stay_small() -> None:
 
 def test_every_study_finds_its_committed_checkpoints(compose_config) -> None:
     for name in ("digits_dataset_gap", "digits_weight_gap", "digits_condition_gap", "digits_video",
-                 "digits_frontier_dataset_gap", "digits_frontier_weight_gap", "digits_cfg_sweep"):
+                 "digits_video_steps", "digits_frontier_dataset_gap", "digits_frontier_weight_gap", "digits_cfg_sweep"):
         cfg = compose_config([f"experiment={name}"])
         from w2sd.runner import build_experiment
 
@@ -314,29 +316,63 @@ def test_conditional_clip_net_gets_one_digit_per_clip_cycling_through_the_classe
     assert not torch.allclose(eps, UNetEps(net, alphas)(x, 500), atol=1e-3)  # the null label is not what it used
 
 
-def test_stored_video_study_kept_its_budgets_and_names_the_committed_nets() -> None:
-    """Issue 14's budgets on the stored run: one training run (both nets) ≤ 15 min wall, the study without training
-    ≤ 2 min, five seeds; and its nets are the committed checkpoints."""
+def test_stored_video_studies_kept_their_budgets_and_name_the_committed_nets() -> None:
+    """Issue 14's budgets on the stored runs: one training run (both nets) ≤ 15 min wall, each study without training
+    ≤ 2 min, five seeds; their nets are the committed checkpoints, the same for both studies, and the steps study's
+    `strong` is digits_video's `strong` seed for seed (same nets, x_T and sampler)."""
     import json
 
-    res = json.loads((Path(__file__).resolve().parent.parent / "results/digits_video/results.json").read_text())
-    extra = res["extra"]
-    assert extra["nets"]["strong"]["train_time_s"] <= 15 * 60
-    assert res["total_time_s"] - extra["prepare_time_s"] <= 120 and extra["num_seeds"] == 5
-    assert all((M.COMMITTED_DIR / net["checkpoint"]).exists() for net in extra["nets"].values())
+    root = Path(__file__).resolve().parent.parent / "results"
+    video, steps = (json.loads((root / name / "results.json").read_text())
+                    for name in ("digits_video", "digits_video_steps"))
+    for res in (video, steps):
+        extra = res["extra"]
+        assert extra["nets"]["strong"]["train_time_s"] <= 15 * 60
+        assert res["total_time_s"] - extra["prepare_time_s"] <= 120 and extra["num_seeds"] == 5
+        assert all((M.COMMITTED_DIR / net["checkpoint"]).exists() for net in extra["nets"].values())
+    assert steps["extra"]["nets"] == video["extra"]["nets"]
+    assert steps["metrics"]["strong"]["per_seed"] == video["metrics"]["strong"]["per_seed"]
 
 
-def test_video_header_states_the_thread_count_the_run_used() -> None:
-    """The docs header reports training time with the configured thread count, not a fixed "one thread"."""
+def test_frame_target_is_read_at_the_image_worlds_number_of_steps() -> None:
+    """The like-for-like reading samples the clip net with the T of the study that sets the target; a steps study
+    without that T is an error naming the config to extend."""
+    import copy
+    import json
+
+    from paper_figures.digits_tables import frame_target
+
+    root = Path(__file__).resolve().parent.parent / "results"
+    video, steps, image = (json.loads((root / name / "results.json").read_text())
+                           for name in ("digits_video", "digits_video_steps", "digits_weight_gap"))
+    pooled = steps["extra"]["frame_fd_pooled"]
+    for t_image, method in ((20, "strong_T20"), (28, "strong_T28"), (10, "strong")):
+        yardstick = copy.deepcopy(image)
+        yardstick["config"]["sampler"]["T"] = t_image
+        t = frame_target(video, steps, yardstick)
+        assert t["like"] == pooled[method] and t["study"] == video["extra"]["frame_fd_pooled"]["strong"]
+        assert t["target"] == 1.5 * image["metrics"]["strong"]["fd"] and t["T_image"] == t_image
+        assert t["like_verdict"] == ("meets" if pooled[method] <= t["target"] else "misses")
+    yardstick["config"]["sampler"]["T"] = 50
+    with pytest.raises(ValueError, match="no method at T = 50.*digits_video_steps.yaml"):
+        frame_target(video, steps, yardstick)
+
+
+def test_video_header_states_the_thread_count_of_the_training_run() -> None:
+    """The docs header reports training time with the thread count stored by the training run, which can differ
+    from the study's own `digits.torch_threads`."""
     import copy
     import json
 
     from paper_figures.digits_tables import header
 
     res = json.loads((Path(__file__).resolve().parent.parent / "results/digits_video/results.json").read_text())
-    assert res["config"]["digits"]["torch_threads"] == 1 and "min CPU, one thread)" in header("digits_video", res)
-    two = copy.deepcopy(res)
-    two["config"]["digits"]["torch_threads"] = 2
+    one, two = copy.deepcopy(res), copy.deepcopy(res)
+    one["extra"]["nets"]["strong"]["train_threads"] = 1
+    two["extra"]["nets"]["strong"]["train_threads"] = 2
+    for variant in (one, two):
+        variant["config"]["digits"]["torch_threads"] = 3
+    assert "min CPU, one thread)" in header("digits_video", one)
     assert "min CPU, 2 threads)" in header("digits_video", two)
 
 

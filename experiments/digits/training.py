@@ -82,8 +82,8 @@ class DiffusionModule(L.LightningModule):
 
 
 class SnapshotWriter(L.Callback):
-    """Saves the EMA net under `spec | {steps: k}` when the global step reaches each k, with the training loss and
-    the wall and CPU (process) seconds since training started in its info."""
+    """Saves the EMA net under `spec | {steps: k}` when the global step reaches each k, with the training loss, the
+    wall and CPU (process) seconds since training started and the torch thread count in its info."""
 
     def __init__(self, base_spec: dict, steps: Sequence[int], directory: Path, prefix: str) -> None:
         self.base_spec, self.steps, self.directory, self.prefix = base_spec, set(steps), directory, prefix
@@ -98,7 +98,7 @@ class SnapshotWriter(L.Callback):
         if step in self.steps and step not in self.written:
             info = {"final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
                     "train_time_s": time.perf_counter() - self.start[0],
-                    "train_cpu_s": time.process_time() - self.start[1]}
+                    "train_cpu_s": time.process_time() - self.start[1], "train_threads": torch.get_num_threads()}
             self.written[step] = save_checkpoint(self.directory, self.prefix, {**self.base_spec, "steps": step},
                                                  module.ema, info)
 
