@@ -138,7 +138,7 @@ def video_sentences(res: dict, steps: dict, yardstick: dict) -> str:
              + f" (*real* = held-out real clips, the finite-sample floor). Target ≤ 1.5 × the image world's "
                f"model-vs-real FD, {yardstick['config']['name']} `strong` fd {fd_image:.1f} "
                f"({yardstick['config']['samples_per_seed']} samples per seed, DDIM T = "
-               f"{yardstick['config']['sampler']['T']}): the strong clip net "
+               f"{yardstick['config']['sampler']['T']}): for the strong clip net, "
                f"{target_sentence(frame_target(res, steps, yardstick))}."]
     real = res["extra"]["real"]
     lines.append("Real clips: " + ", ".join(f"{metric} {real[metric]:.3f}" for metric in VIDEO_DIMENSIONS) + ".")
