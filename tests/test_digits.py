@@ -187,6 +187,32 @@ def test_temporal_attention_mixes_all_frames_of_one_position_and_nothing_else() 
     assert torch.equal(changed, expected)
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_resblock_embedding_shifts_or_scales_and_shifts_the_normalised_features(dims: int) -> None:
+    """The block's embedding enters as ADM's AdaGN, GroupNorm(h)·(1 + scale) + shift, with `scale_shift` (the clip
+    net), and as a shift before the norm otherwise (the image nets, whose committed weights assume it). Expected values
+    are built from torch.nn.functional here; swapped scale and shift, a missing 1 +, or the embedding applied after
+    the SiLU fail."""
+    from torch.nn import functional as F
+
+    from experiments.digits.unet import ResBlock
+
+    torch.manual_seed(0)
+    shape = (2, 4, 6, 6) if dims == 2 else (2, 4, 3, 6, 6)
+    x, emb = torch.randn(*shape), torch.randn(2, 5)
+    for scale_shift in (False, True):
+        block = ResBlock(dims, 4, 4, emb_dim=5, scale_shift=scale_shift)
+        torch.nn.init.normal_(block.norm2.weight)
+        torch.nn.init.normal_(block.norm2.bias)
+        h = block.conv1(F.silu(F.group_norm(x, 4, block.norm1.weight, block.norm1.bias)))
+        e = (emb @ block.emb.weight.T + block.emb.bias).view(2, -1, *([1] * (dims)))
+        weight, bias = block.norm2.weight, block.norm2.bias
+        h = (F.group_norm(h, 4, weight, bias) * (1 + e[:, :4]) + e[:, 4:] if scale_shift
+             else F.group_norm(h + e, 4, weight, bias))
+        expected = block.conv2(F.silu(h)) + x
+        assert torch.allclose(block(x, emb), expected, atol=1e-6)
+
+
 def test_cfg_adapter_matches_conditional_unconditional_and_their_combination() -> None:
     torch.manual_seed(0)
     net = build_unet(tiny_spec()).eval()

@@ -28,7 +28,7 @@ def build_unet(spec: dict) -> TinyUNet:
     net = spec["net"]
     frames = spec["data"]["frames"] if net.get("temporal_attention") else 0
     return TinyUNet(dims=net["dims"], channels=tuple(net["channels"]), num_classes=net["num_classes"],
-                    emb_dim=net["emb_dim"], temporal_attention=frames)
+                    emb_dim=net["emb_dim"], temporal_attention=frames, scale_shift=net.get("scale_shift", False))
 
 
 def training_alphas_cumprod(schedule: dict) -> torch.Tensor:

@@ -4,7 +4,9 @@ swaps in with probability `cond_dropout`, so one network gives both ε(x, t, c) 
 unconditional model is num_classes = 0 (only the null entry). Videos are [B, C, F, H, W]; their convolutions are
 factorised into a spatial 1×3×3 and a temporal 3×1×1 kernel, which is what keeps a clip denoiser trainable on CPU;
 `temporal_attention` adds AnimateDiff-style self-attention over the frame axis at the lowest resolution (mid
-block), so every position there sees the whole clip's motion, not only its neighbouring frames."""
+block), so every position there sees the whole clip's motion, not only its neighbouring frames. `scale_shift` makes
+the time + class embedding scale and shift each block's normalised features (ADM's AdaGN) instead of only shifting
+them; the clip net needs it (its frames were far from real ones with the shift alone)."""
 from __future__ import annotations
 
 import math
@@ -27,17 +29,23 @@ def timestep_embedding(t_frac: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class ResBlock(nn.Module):
-    def __init__(self, dims: int, c_in: int, c_out: int, emb_dim: int) -> None:
+    def __init__(self, dims: int, c_in: int, c_out: int, emb_dim: int, scale_shift: bool = False) -> None:
         super().__init__()
         self.norm1, self.conv1 = nn.GroupNorm(min(8, c_in), c_in), conv(dims, c_in, c_out)
-        self.emb = nn.Linear(emb_dim, c_out)
+        self.scale_shift = scale_shift
+        self.emb = nn.Linear(emb_dim, 2 * c_out if scale_shift else c_out)
         self.norm2, self.conv2 = nn.GroupNorm(min(8, c_out), c_out), conv(dims, c_out, c_out)
         self.skip = nn.Identity() if c_in == c_out else (nn.Conv2d if dims == 2 else nn.Conv3d)(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(nn.functional.silu(self.norm1(x)))
-        h = h + self.emb(emb).view(*emb.shape[:1], -1, *([1] * (x.dim() - 2)))
-        h = self.conv2(nn.functional.silu(self.norm2(h)))
+        e = self.emb(emb).view(*emb.shape[:1], -1, *([1] * (x.dim() - 2)))
+        if self.scale_shift:  # ADM's AdaGN: the embedding scales and shifts the normalised features
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(nn.functional.silu(h))
         return h + self.skip(x)
 
 
@@ -64,19 +72,23 @@ class TinyUNet(nn.Module):
     """One ResBlock per resolution level, halving the spatial size (never the frame axis) between levels."""
 
     def __init__(self, dims: int = 2, channels: tuple[int, ...] = (32, 64), num_classes: int = 10,
-                 emb_dim: int = 64, in_channels: int = 1, temporal_attention: int = 0) -> None:
-        """temporal_attention: 0 = none, else the number of frames of a clip (dims = 3 only)."""
+                 emb_dim: int = 64, in_channels: int = 1, temporal_attention: int = 0,
+                 scale_shift: bool = False) -> None:
+        """temporal_attention: 0 = none, else the number of frames of a clip (dims = 3 only); scale_shift: the
+        embedding scales and shifts each block's features (AdaGN) instead of only shifting them."""
         super().__init__()
         self.dims, self.num_classes, self.emb_dim = dims, num_classes, emb_dim
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim)
         conv_nd = nn.Conv2d if dims == 2 else nn.Conv3d
         self.conv_in = conv_nd(in_channels, channels[0], 1)
-        self.down = nn.ModuleList(ResBlock(dims, a, b, emb_dim) for a, b in zip((channels[0], *channels), channels))
-        self.mid = ResBlock(dims, channels[-1], channels[-1], emb_dim)
+        self.down = nn.ModuleList(ResBlock(dims, a, b, emb_dim, scale_shift)
+                                  for a, b in zip((channels[0], *channels), channels))
+        self.mid = ResBlock(dims, channels[-1], channels[-1], emb_dim, scale_shift)
         self.motion = TemporalAttention(channels[-1], temporal_attention) if temporal_attention else nn.Identity()
         rev = channels[::-1]  # up block j: previous output + its level's skip → the skip's width
-        self.up = nn.ModuleList(ResBlock(dims, h_in + skip, skip, emb_dim) for h_in, skip in zip((rev[0], *rev), rev))
+        self.up = nn.ModuleList(ResBlock(dims, h_in + skip, skip, emb_dim, scale_shift)
+                                for h_in, skip in zip((rev[0], *rev), rev))
         self.out = nn.Sequential(nn.GroupNorm(min(8, channels[0]), channels[0]), nn.SiLU(),
                                  conv_nd(channels[0], in_channels, 1))
         self.scale = (2, 2) if dims == 2 else (1, 2, 2)
