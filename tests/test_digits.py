@@ -18,9 +18,16 @@ from experiments.digits.data import (
     ratio_counts,
     to_unit_range,
 )
-from experiments.digits.training import build_unet, torch_threads, train_snapshots, training_alphas_cumprod
+from experiments.digits.training import (
+    TrainingLevels,
+    build_unet,
+    torch_threads,
+    train_snapshots,
+    training_alphas_cumprod,
+)
 from experiments.digits.video_metrics import centroids, clip_metrics
 from w2sd.results import config_hash
+from w2sd.schedule import make_schedule
 from w2sd.validation import ConfigError
 
 SCHEDULE = {"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02, "num_train_timesteps": 1000}
@@ -61,7 +68,7 @@ def test_cosine_lr_decay_follows_its_closed_form_and_snapshots_record_their_trai
 
     from experiments.digits.training import DiffusionModule
 
-    module = DiffusionModule(build_unet(tiny_spec()), training_alphas_cumprod(SCHEDULE), 0.002, 0.0, 0.999,
+    module = DiffusionModule(build_unet(tiny_spec()), TrainingLevels.of(SCHEDULE), 0.002, 0.0, 0.999,
                              lr_decay_steps=8)
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
@@ -70,7 +77,7 @@ def test_cosine_lr_decay_follows_its_closed_form_and_snapshots_record_their_trai
         optimizer.step()
         scheduler.step()
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.001 * (1 + math.cos(math.pi * min(k, 8) / 8)))
-    assert isinstance(DiffusionModule(build_unet(tiny_spec()), training_alphas_cumprod(SCHEDULE), 0.002, 0.0,
+    assert isinstance(DiffusionModule(build_unet(tiny_spec()), TrainingLevels.of(SCHEDULE), 0.002, 0.0,
                                       0.999).configure_optimizers(), torch.optim.Adam)  # default: constant rate
     base = {**tiny_spec(), "lr_decay_steps": 4}
     with torch_threads(2):  # not torch's default here, so a fixed value in the info would show
@@ -217,10 +224,11 @@ def test_cfg_adapter_matches_conditional_unconditional_and_their_combination() -
     torch.manual_seed(0)
     net = build_unet(tiny_spec()).eval()
     alphas = training_alphas_cumprod(SCHEDULE)
+    schedule = make_schedule(2, **{**SCHEDULE, "spacing": "trailing"})
     x, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 3, 7, 9])
 
     def eps(lab, w, clip=False):
-        return UNetEps(net, alphas, lab, w, clip_x0=clip)(x, 500)
+        return UNetEps(net, schedule, lab, w, clip_x0=clip)(x, 500)
 
     cond, uncond = eps(labels, 1.0), eps(labels, 0.0)
     assert not torch.allclose(cond, uncond)
@@ -335,11 +343,11 @@ def test_conditional_clip_net_gets_one_digit_per_clip_cycling_through_the_classe
     torch.nn.init.normal_(net.class_emb.weight)  # distinct label embeddings, so a wrong label changes ε
     n, x = 12, torch.randn(12, 1, 5, 12, 12)
     eps = experiment.denoisers({"strong": net}, n)["strong"](x, 500)
-    alphas = experiment.schedule(2).alphas_cumprod
+    schedule = experiment.schedule(2)
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1])
-    expected = UNetEps(net, alphas, labels, experiment.cfg.guidance)(x, 500)
+    expected = UNetEps(net, schedule, labels, experiment.cfg.guidance)(x, 500)
     assert torch.allclose(eps, expected)
-    assert not torch.allclose(eps, UNetEps(net, alphas)(x, 500), atol=1e-3)  # the null label is not what it used
+    assert not torch.allclose(eps, UNetEps(net, schedule)(x, 500), atol=1e-3)  # the null label is not what it used
 
 
 def test_stored_video_studies_kept_their_budgets_and_name_the_committed_nets() -> None:
@@ -472,10 +480,9 @@ def test_difference_guidance_between_cfg_scales_is_cfg_at_the_extrapolated_scale
     net = build_unet(tiny_spec()).eval()
     labels, x = torch.arange(6) % 10, torch.randn(6, 1, 8, 8)
     schedule = make_schedule(5, **{**SCHEDULE, "spacing": "trailing"})
-    alphas = training_alphas_cumprod(SCHEDULE)
 
     def cfg(scale):
-        return UNetEps(net, alphas, labels, scale, clip_x0=False)
+        return UNetEps(net, schedule, labels, scale, clip_x0=False)
 
     guided = sample_autoguidance(cfg(3.0), cfg(0.0), x, schedule, w=0.5).x
     assert torch.allclose(guided, sample_ddim(cfg(4.5), x, schedule).x, atol=1e-4)

@@ -9,6 +9,10 @@ tuned w: the study picks w from `tune.grid` by the mean of `tune.metric` on `tun
 the reported seeds) at the study's own T (NFE 2T), and every tuned method uses that w (results.json records it
 under `extra.tuning`).
 
+`few_step: {steps: [4, 8, 20, 50]}` adds, for each T, standard DDIM at T, W2SD with λ = T − 1 (NFE 3T − 2) and
+both baselines at W2SD's NFE — standard DDIM with 3T − 2 steps and difference guidance with (3T − 2)/2 steps whose
+w is tuned at its own step count — so the reflection and its first-order approximation meet at every budget.
+
 `adaptive: {quantiles, seeds}` adds adaptive reflection (w2sd.sampling, `threshold`): W2SD with λ = T − 1 whose
 per-level thresholds are the given quantile of the reflection displacements of full W2SD on the held-out `seeds`
 (`calibrate_threshold`); its cost is the mean evaluations per sample (`nfe_per_sample`), compared with every fixed-λ
@@ -54,6 +58,28 @@ def fixed_lambda_methods(lam: int, windows: Sequence[str], num_steps: int) -> di
         check_choice("frontier.windows entry", window, WINDOWS)
         out[f"w2sd_lam{lam}_{window}"] = {"sampler": "w2sd", "lam": lam, "window": window}
     return out
+
+
+def few_step_methods(steps: Sequence[int]) -> tuple[dict, list, dict[str, int]]:
+    """Method specs, comparisons and (tuned method → the step count its w is tuned at) of the few-step study."""
+    if not steps:
+        raise ConfigError("few_step.steps is empty; e.g. few_step: {steps: [4, 8, 20, 50]}")
+    methods, comparisons, tune_steps = {}, [], {}
+    for T in steps:
+        check_int_range("few_step.steps entry", T, 2)
+        if T % 2:
+            raise ConfigError(f"few_step.steps entry {T} is odd: W2SD's NFE 3T − 2 is then odd and difference "
+                              f"guidance (2 NFE per step) cannot match it; use even step counts")
+        nfe = 3 * T - 2
+        names = {k: f"{k}_T{T}" for k in ("strong", "w2sd", "ddim_matched", "guidance_matched")}
+        methods[names["strong"]] = {"sampler": "ddim", "model": "strong", "T": T}
+        methods[names["w2sd"]] = {"sampler": "w2sd", "lam": T - 1, "T": T}
+        methods[names["ddim_matched"]] = {"sampler": "ddim", "model": "strong", "T": nfe}
+        methods[names["guidance_matched"]] = {"sampler": "autoguidance", "w": TUNED, "T": nfe // 2}
+        tune_steps[names["guidance_matched"]] = nfe // 2
+        comparisons += [(names["w2sd"], names[b]) for b in ("strong", "ddim_matched", "guidance_matched")]
+        comparisons.append((names["guidance_matched"], names["strong"]))
+    return methods, comparisons, tune_steps
 
 
 def tuned_methods(methods: Mapping[str, tuple[int, dict]], named: Sequence[str] = ()) -> list[str]:

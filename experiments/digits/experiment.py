@@ -24,6 +24,7 @@ from experiments.digits.compute import (
     best_weight,
     check_held_out,
     check_tuning,
+    few_step_methods,
     frontier_methods,
     tuned_methods,
 )
@@ -33,8 +34,8 @@ from toy.metrics import delta_alignment, strong_trajectory
 from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.results import config_hash
-from w2sd.sampling import Denoiser, calibrate_threshold
-from w2sd.schedule import DiscreteSchedule, schedule_from_config
+from w2sd.sampling import Denoiser, Schedule, calibrate_threshold
+from w2sd.schedule import schedule_from_config
 from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
 from w2sd.validation import ConfigError, check_int_range
@@ -86,15 +87,13 @@ class DigitsExperiment(Experiment):
             raise ConfigError(f"seeds={seeds} repeats a seed; repeated seeds would count the same samples twice")
         check_int_range("samples_per_seed", cfg.samples_per_seed, 2)
         sampler = self.sampler_cfg = resolve_sampler_config(OmegaConf.to_container(cfg.sampler, resolve=True))
-        if not isinstance(self.schedule(2), DiscreteSchedule):
-            raise ConfigError("the digits nets are ε-prediction nets trained on a VP schedule; keep "
-                              "sampler/schedule=ddpm_linear (flow-trained digits nets do not exist yet)")
         self.snapshots = self.plan()
         methods = OmegaConf.to_container(cfg.methods, resolve=True)
         if not methods:
             raise ConfigError(f"methods is empty; list at least one method (see conf/experiment/{cfg.name}.yaml)")
         requested = [tuple(pair) for pair in cfg.get("comparisons") or []]
         self.adaptive: dict[str, float] = {}  # adaptive-reflection method → calibration quantile
+        self.tune_steps: dict[str, int] = {}  # tuned method → step count its w is tuned at (default: the study's T)
         generated, pairs = self.generated_methods(methods, sampler["T"])
         methods, requested = {**methods, **generated}, requested + pairs
         roles = {role: role for role in self.model_roles()}
@@ -118,8 +117,13 @@ class DigitsExperiment(Experiment):
         M.check_available(self.snapshots, self.classifier_spec, self.ckpt_dir, cfg.train)
 
     def generated_methods(self, methods: dict, num_steps: int) -> tuple[dict, list]:
-        """Methods (and comparisons) a study adds to the configured ones: the λ frontier's and adaptive reflection's,
-        if asked for."""
+        """Methods (and comparisons) a study adds to the configured ones: the few-step study's, the λ frontier's and
+        adaptive reflection's, if asked for."""
+        if self.cfg.get("few_step"):
+            few, few_pairs, self.tune_steps = few_step_methods(list(self.cfg.few_step.steps))
+            if self.cfg.get("frontier"):
+                raise ConfigError("few_step and frontier are separate studies; keep one of the two blocks")
+            return few, few_pairs
         if not self.cfg.get("frontier"):
             return {}, []
         if "strong" not in methods:
@@ -142,9 +146,9 @@ class DigitsExperiment(Experiment):
         return list(self.snapshots)
 
     def adapter(self, net: TinyUNet, labels: torch.Tensor | None = None, guidance: float = 1.0) -> UNetEps:
-        return UNetEps(net, self.schedule(2).alphas_cumprod, labels, guidance, self.cfg.digits.clip_x0)
+        return UNetEps(net, self.schedule(2), labels, guidance, self.cfg.digits.clip_x0)
 
-    def schedule(self, steps: int) -> DiscreteSchedule:
+    def schedule(self, steps: int) -> Schedule:
         return schedule_from_config(steps, self.sampler_cfg["schedule"])
 
     # -- stages -------------------------------------------------------------------------------------------------
@@ -192,11 +196,21 @@ class DigitsExperiment(Experiment):
         return {"seeds": list(self.cfg.adaptive.seeds), "quantiles": self.adaptive, "thresholds": thresholds}
 
     def tune_guidance(self, models: dict[str, Denoiser]) -> dict | None:
-        """Pick w of every tuned difference-guidance method on the held-out seeds, at the study's T."""
+        """Pick w of every tuned difference-guidance method on the held-out seeds, at the study's T (the few-step
+        study: each at its own step count; the record then lists one entry per step count under `groups`)."""
         if not self.tuned:
             return None
-        tune, steps = self.cfg.tune, self.sampler_cfg["T"]
-        template = self.methods[self.tuned[0]][1]
+        groups: dict[int, list[str]] = {}
+        for name in self.tuned:
+            groups.setdefault(self.tune_steps.get(name, self.sampler_cfg["T"]), []).append(name)
+        records = [self.tune_group(models, steps, names) for steps, names in sorted(groups.items())]
+        if len(records) == 1:
+            return records[0]
+        return {"metric": self.cfg.tune.metric, "seeds": list(self.cfg.tune.seeds), "groups": records}
+
+    def tune_group(self, models: dict[str, Denoiser], steps: int, tuned: list[str]) -> dict:
+        tune = self.cfg.tune
+        template = self.methods[tuned[0]][1]
         candidates = {f"w={w}": (steps, {**template, "options": {**template["options"], "w": float(w)}})
                       for w in tune.grid}
         scores: dict[float, list[float]] = {float(w): [] for w in tune.grid}
@@ -206,10 +220,10 @@ class DigitsExperiment(Experiment):
                 scores[float(w)].append(self.measure(samples[f"w={w}"], self.cfg.samples_per_seed)[tune.metric])
         means = {w: sum(v) / len(v) for w, v in scores.items()}
         chosen = best_weight(means, self.HIGHER_IS_BETTER[tune.metric])
-        for name in self.tuned:
+        for name in tuned:
             self.methods[name][1]["options"]["w"] = chosen
         return {"metric": tune.metric, "seeds": list(tune.seeds), "T": steps, "scores": [[w, m] for w, m in
-                means.items()], "w": chosen, "methods": self.tuned}
+                means.items()], "w": chosen, "methods": tuned}
 
     def delta_diagnostic(self, nets: dict[str, TinyUNet]) -> dict | None:
         """Δ1 = s_strong − s_weak vs Δ2 = s_ideal − s_strong along strong DDIM paths (seed of the first run)."""

@@ -64,12 +64,20 @@ def training_split(digits_cfg: DictConfig | Mapping):
     return digits_split("train", digits_cfg["split"]["test_fraction"], digits_cfg["split"]["seed"])
 
 
+def training_schedule(schedule: Mapping) -> dict:
+    """The part of the sampler's schedule a net is trained on: the DDPM betas (VP, ε-nets) or, for `kind: flow`,
+    the rectified-flow objective over num_train_timesteps levels (the grid shift is a sampling choice, not in it)."""
+    if schedule.get("kind") == "flow":
+        return {"kind": "flow", "num_train_timesteps": schedule["num_train_timesteps"]}
+    return {k: schedule[k] for k in SCHEDULE_KEYS}
+
+
 def unet_spec(digits_cfg: DictConfig, net_cfg: DictConfig, num_classes: int, data: dict, schedule: Mapping,
               training_overrides: Mapping | None = None) -> dict:
     """The base spec shared by all snapshots of one training run (the step count is added per snapshot)."""
     return {"data": data,
             "net": {**OmegaConf.to_container(net_cfg, resolve=True), "num_classes": num_classes},
-            "schedule": {k: schedule[k] for k in SCHEDULE_KEYS},
+            "schedule": training_schedule(schedule),
             **OmegaConf.to_container(digits_cfg.training, resolve=True), **(training_overrides or {})}
 
 

@@ -1,4 +1,4 @@
-# Lightning training of the digit ε-UNets on CPU: ε-matching loss, label dropout for CFG, EMA weights, snapshots.
+# Lightning training of the digit UNets on CPU: ε- or velocity-matching loss, label dropout for CFG, EMA, snapshots.
 """One run saves the EMA weights at each requested step count (that is how the short / medium / long models of a
 training-length study share one run). With the default constant learning rate the snapshot at step k is exactly
 what a k-step run of the same config would give; a spec with `lr_decay_steps: N` decays the rate along a cosine
@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -20,6 +21,7 @@ import torch
 
 from experiments.digits.checkpoints import save_checkpoint
 from experiments.digits.unet import TinyUNet
+from w2sd.ddim import Prediction
 from w2sd.schedule import make_betas
 
 
@@ -37,29 +39,57 @@ def training_alphas_cumprod(schedule: dict) -> torch.Tensor:
     return torch.cumprod(1.0 - betas, 0).float()
 
 
+@dataclass(frozen=True)
+class TrainingLevels:
+    """The noise level of each training index 0…N−1 — x = α·x₀ + σ·ε, the net sees `timesteps`/N — and what the net
+    learns. VP (a spec schedule of DDPM betas): timestep t, ε. Rectified flow (`kind: flow`): σ = (t + 1)/N uniform
+    on (0, 1] (the plain rectified-flow objective; the sampler's grid shift is a sampling choice), timestep σ·N as
+    FlowMatchEulerDiscreteScheduler hands it to the net, velocity v = ε − x₀."""
+
+    alpha: torch.Tensor
+    sigma: torch.Tensor
+    timesteps: torch.Tensor
+    prediction: Prediction
+
+    @classmethod
+    def of(cls, schedule: dict) -> TrainingLevels:
+        n = schedule["num_train_timesteps"]
+        if schedule.get("kind") == "flow":
+            steps = torch.arange(1, n + 1)
+            sigma = steps.float() / n
+            return cls(1.0 - sigma, sigma, steps, "velocity")
+        a = training_alphas_cumprod(schedule)
+        return cls(a.sqrt(), (1 - a).sqrt(), torch.arange(n), "epsilon")
+
+
 class DiffusionModule(L.LightningModule):
-    """ε-prediction loss at uniform training timesteps; labels are replaced by the null class with prob.
+    """ε- or velocity-prediction loss at uniform training indices; labels are replaced by the null class with prob.
     `cond_dropout` (always, for an unconditional net); an EMA copy of the net is what gets saved. The learning rate
     is constant, or (lr_decay_steps = N) a cosine from lr to 0 over N steps."""
 
-    def __init__(self, net: TinyUNet, alphas_cumprod: torch.Tensor, lr: float, cond_dropout: float,
+    def __init__(self, net: TinyUNet, levels: TrainingLevels, lr: float, cond_dropout: float,
                  ema_decay: float, lr_decay_steps: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.ema = copy.deepcopy(net).requires_grad_(False)
-        self.register_buffer("alphas_cumprod", alphas_cumprod)
+        self.register_buffer("alpha", levels.alpha)
+        self.register_buffer("sigma", levels.sigma)
+        self.register_buffer("timesteps", levels.timesteps)
+        self.prediction = levels.prediction
         self.lr, self.cond_dropout, self.ema_decay = lr, cond_dropout, ema_decay
         self.lr_decay_steps = lr_decay_steps
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         x0, labels = batch
-        n = self.alphas_cumprod.shape[0]
+        n = self.alpha.shape[0]
         t = torch.randint(0, n, (x0.shape[0],), device=x0.device)
-        a = self.alphas_cumprod[t].view(-1, *([1] * (x0.dim() - 1)))
+        shape = (-1, *([1] * (x0.dim() - 1)))
+        alpha, sigma = self.alpha[t].view(shape), self.sigma[t].view(shape)
         eps = torch.randn_like(x0)
         drop = torch.rand(labels.shape, device=labels.device) < self.cond_dropout
         labels = torch.where(drop | (self.net.num_classes == 0), torch.full_like(labels, self.net.null_class), labels)
-        loss = ((self.net(a.sqrt() * x0 + (1 - a).sqrt() * eps, t / n, labels) - eps) ** 2).mean()
+        target = eps if self.prediction == "epsilon" else eps - x0
+        loss = ((self.net(alpha * x0 + sigma * eps, self.timesteps[t] / n, labels) - target) ** 2).mean()
         self.log("train/loss", loss, on_step=True, prog_bar=False)
         return loss
 
@@ -127,7 +157,7 @@ def train_snapshots(base_spec: dict, data: tuple[torch.Tensor, torch.Tensor], st
     quiet_lightning()
     L.seed_everything(base_spec["seed"], workers=False, verbose=False)
     net = build_unet(base_spec)
-    module = DiffusionModule(net, training_alphas_cumprod(base_spec["schedule"]), base_spec["lr"],
+    module = DiffusionModule(net, TrainingLevels.of(base_spec["schedule"]), base_spec["lr"],
                              base_spec["cond_dropout"], base_spec["ema_decay"], base_spec.get("lr_decay_steps"))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*data), batch_size=base_spec["batch_size"],
                                          shuffle=True, drop_last=len(data[0]) > base_spec["batch_size"],
