@@ -31,8 +31,8 @@ import torch
 from omegaconf import OmegaConf
 
 from toy.ablations import weights_with_bias_ratio
-from toy.gmm import ExactEpsDenoiser, GaussianMixture
-from toy.metrics import delta_alignment, score_from_eps, strong_trajectory
+from toy.gmm import ExactDenoiser, GaussianMixture
+from toy.metrics import delta_alignment, score_from_prediction, strong_trajectory
 from w2sd.schedule import make_schedule
 
 SMALL = os.environ.get("SMALL") == "1"
@@ -44,8 +44,8 @@ ideal_w, strong_w = [0.5, 0.5], [0.4, 0.6]
 ratios = [-1.0, 1.5, 2.0, 3.0, 4.0]
 
 
-def denoiser(weights: list[float]) -> ExactEpsDenoiser:
-    return ExactEpsDenoiser(GaussianMixture.build(world.means, world.std, weights), schedule.alphas_cumprod)
+def denoiser(weights: list[float]) -> ExactDenoiser:
+    return ExactDenoiser(GaussianMixture.build(world.means, world.std, weights), schedule)
 
 
 ideal, strong = denoiser(ideal_w), denoiser(strong_w)
@@ -63,7 +63,7 @@ for r in ratios:
     gap, target = [], []  # ‖Δ1 − Δ2‖ and ‖Δ2‖ per timestep
     for i, x in enumerate(trajectory):
         t, a = schedule.timesteps[i], schedule.level(i)
-        s_s, s_w, s_gt = (score_from_eps(m, x, t, a) for m in (strong, weak, ideal))
+        s_s, s_w, s_gt = (score_from_prediction(m, x, t, a) for m in (strong, weak, ideal))
         gap.append(float((s_s - s_w - (s_gt - s_s)).norm()))
         target.append(float((s_gt - s_s).norm()))
     rows[r] = {"cos": cos, "relative_error": [g / max(n, 1e-12) for g, n in zip(gap, target)],

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import torch
 from omegaconf import OmegaConf
 
-from toy.gmm import ExactEpsDenoiser, GaussianMixture
+from toy.gmm import ExactDenoiser, GaussianMixture
 from w2sd.sampling import reflect
 from w2sd.schedule import make_schedule
 from w2sd.theory import reflection_coefficient
@@ -54,7 +54,7 @@ print({r: m.weights.tolist() for r, m in mixtures.items()})
 # %%
 def one_reflection(num_steps: int) -> dict:
     schedule = make_schedule(num_steps, **sampler.schedule)
-    eps = {r: ExactEpsDenoiser(m, schedule.alphas_cumprod) for r, m in mixtures.items()}
+    eps = {r: ExactDenoiser(m, schedule) for r, m in mixtures.items()}
     level = num_steps // 2
     a_t = schedule.level(level)
     displacement = reflect(eps["strong"], eps["weak"], x, schedule, level) - x

@@ -5,8 +5,8 @@ import pytest
 import torch
 from diffusers import DDIMInverseScheduler, DDIMScheduler
 
-from toy.gmm import ExactEpsDenoiser, GaussianMixture
-from w2sd.ddim import ddim_transfer
+from toy.gmm import ExactDenoiser, GaussianMixture
+from w2sd.ddim import VPLevel, ddim_transfer
 from w2sd.sampling import (
     reflect,
     reflection_steps,
@@ -23,6 +23,8 @@ from w2sd.validation import ConfigError
 TOY = dict(beta_schedule="linear", beta_start=1e-4, beta_end=0.02, spacing="trailing", steps_offset=0,
            set_alpha_to_one=True)
 
+V = VPLevel.from_alpha_bar  # a VP level from ā
+
 
 def mixtures(strong=(0.45, 0.55), weak=(0.25, 0.75)):
     return (GaussianMixture.build([[-4.0], [4.0]], 0.87, list(strong)),
@@ -31,7 +33,7 @@ def mixtures(strong=(0.45, 0.55), weak=(0.25, 0.75)):
 
 def exact_models(schedule, strong=(0.45, 0.55), weak=(0.25, 0.75)):
     s, w = mixtures(strong, weak)
-    return ExactEpsDenoiser(s, schedule.alphas_cumprod), ExactEpsDenoiser(w, schedule.alphas_cumprod)
+    return ExactDenoiser(s, schedule), ExactDenoiser(w, schedule)
 
 
 def noise(n: int, dim: int = 1) -> torch.Tensor:
@@ -151,8 +153,8 @@ def test_official_index_arithmetic_hand_checked() -> None:
     x_adv, eps = torch.ones(1, 1, dtype=torch.float64), torch.full((1, 1), 0.5, dtype=torch.float64)
     out = reflect(lambda x, t: torch.zeros_like(x), lambda x, t: eps, x_adv, sched, 0, inversion="official")
     a = sched.alphas_cumprod
-    x_after_denoise = ddim_transfer(x_adv, torch.zeros_like(x_adv), float(a[981]), float(a[961]))
-    expected = ddim_transfer(x_after_denoise, eps, float(a[941]), float(a[961]))
+    x_after_denoise = ddim_transfer(x_adv, torch.zeros_like(x_adv), V(float(a[981])), V(float(a[961])))
+    expected = ddim_transfer(x_after_denoise, eps, V(float(a[941])), V(float(a[961])))
     assert torch.allclose(out, expected)
     c_x = math.sqrt(float(a[961]) / float(a[941]))
     assert abs(c_x - 0.894) < 2e-3  # the coefficient paper.md quotes for i = 0

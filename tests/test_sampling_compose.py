@@ -37,7 +37,7 @@ def sample_two_weak(strong: Denoiser, weak: Denoiser, weaker: Denoiser, x: torch
 def test_a_new_pre_step_variant_needs_no_change_to_the_loop_or_methods(monkeypatch) -> None:
     models, x, schedule, _ = golden.build("1d", 10)
     ideal = golden.GaussianMixture.build([[-4.0], [4.0]], 0.87, [0.35, 0.65])
-    models["weaker"] = golden.ExactEpsDenoiser(ideal, schedule.alphas_cumprod)
+    models["weaker"] = golden.ExactDenoiser(ideal, schedule)
     monkeypatch.setitem(methods.SAMPLERS, "two_weak", sample_two_weak)
     resolved = methods.resolve_method("twice", {"sampler": "two_weak"}, {"lam": 4, "order": "w2s"}, models, 10)
     assert resolved == {"sampler": "two_weak", "roles": {"strong": "strong", "weak": "weak", "weaker": "weaker"},

@@ -37,8 +37,8 @@ def test_callback_trace_matches_main_and_denoised_is_the_clean_prediction() -> N
     starts = [x] + [s["x"] for s in trace[:-1]]
     for i, (step, start) in enumerate(zip(trace, starts)):
         start = start if step["x_reflected"] is None else step["x_reflected"]
-        a = schedule.level(i)
-        tweedie = (start + (1 - a) * strong.score(start, a)) / a**0.5
+        a = schedule.level_alpha_bar(i)
+        tweedie = (start + (1 - a) * strong.score(start, schedule.level(i))) / a**0.5
         assert torch.allclose(step["denoised"], tweedie, atol=1e-9), i
     assert torch.equal(trace[-1]["denoised"], out.x)  # ā_T = 1 (set_alpha_to_one): the last x̂₀ is the sample
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
-from w2sd.ddim import ddim_transfer, from_x0, predict_x0, renoise
+from w2sd.ddim import VPLevel, ddim_transfer, from_x0, predict_x0, renoise
 from w2sd.schedule import FIX, make_schedule, schedule_from_diffusers
 from w2sd.theory import reflection_coefficient
 from w2sd.validation import ConfigError
 
+V = VPLevel.from_alpha_bar  # a VP level from ā
 SDXL = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000,
             timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, clip_sample=False)
 
@@ -48,7 +49,7 @@ def test_levels_and_sigmas_by_hand() -> None:
                           spacing="trailing", steps_offset=0, set_alpha_to_one=False)
     a = [0.9, 0.9 * 0.8, 0.9 * 0.8 * 0.7, 0.9 * 0.8 * 0.7 * 0.6]  # betas 0.1, 0.2, 0.3, 0.4
     assert sched.timesteps == (3, 2, 1, 0)
-    assert [sched.level(i) for i in range(5)] == pytest.approx([a[3], a[2], a[1], a[0], a[0]], rel=1e-12)
+    assert [sched.level_alpha_bar(i) for i in range(5)] == pytest.approx([a[3], a[2], a[1], a[0], a[0]], rel=1e-12)
     assert sched.alpha_bar(-1) == sched.final_alpha_cumprod == pytest.approx(0.9, rel=1e-12)
     assert sched.sigma(1) == pytest.approx(math.sqrt((1 - a[2]) / a[2]), rel=1e-12)
     assert sched.num_steps == 4 and sched.num_train_timesteps == 4
@@ -83,23 +84,23 @@ def test_ddim_step_matches_diffusers_full_loop(config) -> None:
 
 def test_transfer_pieces_by_hand() -> None:
     x, eps = torch.tensor([[2.0]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64)
-    x0 = predict_x0(x, eps, 0.64)  # (2 − 0.6·1)/0.8
+    x0 = predict_x0(x, eps, V(0.64))  # (2 − 0.6·1)/0.8
     assert x0.item() == pytest.approx(1.75, rel=1e-15)
-    assert from_x0(x0, eps, 0.36).item() == pytest.approx(0.6 * 1.75 + 0.8, rel=1e-15)
-    assert ddim_transfer(x, eps, 0.64, 0.36).item() == pytest.approx(0.6 * 1.75 + 0.8, rel=1e-15)
-    assert renoise(x, eps, 0.8, 0.2).item() == pytest.approx(0.5 * 2 + math.sqrt(0.75), rel=1e-15)
+    assert from_x0(x0, eps, V(0.36)).item() == pytest.approx(0.6 * 1.75 + 0.8, rel=1e-15)
+    assert ddim_transfer(x, eps, V(0.64), V(0.36)).item() == pytest.approx(0.6 * 1.75 + 0.8, rel=1e-15)
+    assert renoise(x, eps, V(0.8), V(0.2)).item() == pytest.approx(0.5 * 2 + math.sqrt(0.75), rel=1e-15)
 
 
 def test_reflection_coefficient_by_hand() -> None:
     """C = ā·σ_t·(σ_t − σ_next): ā = 0.5 gives σ_t = 1, ā_next = 0.8 gives σ_next = 0.5, so C = 0.25."""
-    assert reflection_coefficient(0.5, 0.8) == pytest.approx(0.25, rel=1e-15)
-    assert reflection_coefficient(0.2, 0.5) == pytest.approx(0.2 * 2 * (2 - 1), rel=1e-15)
+    assert reflection_coefficient(V(0.5), V(0.8)) == pytest.approx(0.25, rel=1e-15)
+    assert reflection_coefficient(V(0.2), V(0.5)) == pytest.approx(0.2 * 2 * (2 - 1), rel=1e-15)
 
 
 def test_transfer_there_and_back_is_identity() -> None:
     x = torch.randn(64, 2, dtype=torch.float64)
     eps = torch.randn(64, 2, dtype=torch.float64)
-    back = ddim_transfer(ddim_transfer(x, eps, 0.3, 0.9), eps, 0.9, 0.3)
+    back = ddim_transfer(ddim_transfer(x, eps, V(0.3), V(0.9)), eps, V(0.9), V(0.3))
     assert torch.allclose(back, x, atol=1e-12)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from toy.ablations import SCALAR_METRICS, summarize, toy_config
 from toy.experiment import ROLES, ToyGMMExperiment
-from toy.gmm import ExactEpsDenoiser
+from toy.gmm import ExactDenoiser
 from toy.metrics import delta_alignment, strong_trajectory
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
 from w2sd.experiment import RunResult
@@ -65,7 +65,7 @@ class DeltaAlignmentExperiment(ToyGMMExperiment):
 
     def alignment(self, seeded: ToyGMMExperiment, trained: dict[str, Denoiser]) -> dict[str, dict[str, list[float]]]:
         """Δ1·Δ2 cosines per variant along each variant's strong DDIM trajectory from the seed's shared x_T."""
-        exact = {r: ExactEpsDenoiser(seeded.mixtures[r], self.schedule.alphas_cumprod) for r in ROLES}
+        exact = {r: ExactDenoiser(seeded.mixtures[r], self.schedule) for r in ROLES}
         x_T, _ = seeded.initial_noise(min(self.cfg.num_samples, self.cfg.diagnostic_samples))
         out = {}
         for variant, models in (("trained", trained), ("trained_vs_exact", {**trained, "ideal": exact["ideal"]}),

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from toy import plots
-from toy.gmm import ExactEpsDenoiser, GaussianMixture
+from toy.gmm import ExactDenoiser, GaussianMixture
 from toy.metrics import delta_alignment, sample_metrics, strong_trajectory
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
 from w2sd.experiment import Experiment, RunResult
@@ -48,7 +48,7 @@ class ToyGMMExperiment(Experiment):
     def build_models(self, schedule: DiscreteSchedule) -> tuple[dict[str, Denoiser], dict]:
         model = self.cfg.model
         if model.kind == "exact":
-            return {r: ExactEpsDenoiser(self.mixtures[r], schedule.alphas_cumprod) for r in ROLES}, {}
+            return {r: ExactDenoiser(self.mixtures[r], schedule) for r in ROLES}, {}
         models, info = {}, {}
         for role in ROLES:
             net, info[role] = train_eps_mlp(
@@ -84,7 +84,7 @@ class ToyGMMExperiment(Experiment):
         """Δ1·Δ2 cosine along strong DDIM trajectories (Δ2 always uses the exact ideal score)."""
         n = min(self.cfg.num_samples, self.cfg.diagnostic_samples)
         x_T, _ = self.initial_noise(n)
-        ideal = ExactEpsDenoiser(self.mixtures["ideal"], self.schedule.alphas_cumprod)
+        ideal = ExactDenoiser(self.mixtures["ideal"], self.schedule)
         return delta_alignment(strong_trajectory(models["strong"], x_T, self.schedule), self.schedule,
                                models["strong"], models["weak"], ideal)
 

@@ -1,17 +1,21 @@
-# Isotropic Gaussian mixtures and their exact noised densities under the VP forward process.
+# Isotropic Gaussian mixtures and their exact noised densities and denoisers at any noise level (VP or flow).
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from w2sd.ddim import Level, VPLevel
 from w2sd.validation import ConfigError, check_probabilities
+
+CLEAN = VPLevel.from_alpha_bar(1.0)
 
 
 @dataclass(frozen=True)
 class GaussianMixture:
-    """Mixture Σ_k π_k N(μ_k, s²I). Noised to level ā it stays a mixture: N(√ā μ_k, (ā s² + 1 − ā) I)."""
+    """Mixture Σ_k π_k N(μ_k, s²I). Noised to a level x = αx₀ + σε it stays a mixture: N(α μ_k, (α²s² + σ²) I)."""
 
     means: torch.Tensor  # [K, D] float64
     std: float
@@ -34,28 +38,37 @@ class GaussianMixture:
     def dim(self) -> int:
         return int(self.means.shape[1])
 
-    def _components(self, x: torch.Tensor, alpha_bar: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Log joint log π_k + log N_k(x) [B, K], the differences x − μ_k(ā) [B, K, D], and the variance."""
-        var = alpha_bar * self.std**2 + 1.0 - alpha_bar
-        diff = x.to(torch.float64)[:, None, :] - math.sqrt(alpha_bar) * self.means[None]
+    def _components(self, x: torch.Tensor, level: Level) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Log joint log π_k + log N_k(x) [B, K], the differences x − αμ_k [B, K, D], and the variance."""
+        var = level.noised_variance(self.std**2)
+        diff = x.to(torch.float64)[:, None, :] - level.alpha * self.means[None]
         log_norm = -0.5 * (diff**2).sum(-1) / var - 0.5 * self.dim * math.log(2 * math.pi * var)
         with torch.no_grad():
             log_w = torch.log(self.weights).clamp_min(-1e30)
         return log_w[None] + log_norm, diff, var
 
-    def log_prob(self, x: torch.Tensor, alpha_bar: float = 1.0) -> torch.Tensor:
-        joint, _, _ = self._components(x, alpha_bar)
+    def log_prob(self, x: torch.Tensor, level: Level = CLEAN) -> torch.Tensor:
+        joint, _, _ = self._components(x, level)
         return torch.logsumexp(joint, dim=1)
 
-    def responsibilities(self, x: torch.Tensor, alpha_bar: float = 1.0) -> torch.Tensor:
-        joint, _, _ = self._components(x, alpha_bar)
+    def responsibilities(self, x: torch.Tensor, level: Level = CLEAN) -> torch.Tensor:
+        joint, _, _ = self._components(x, level)
         return torch.softmax(joint, dim=1)
 
-    def score(self, x: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        """∇_x log p_ā(x) in float64."""
-        joint, diff, var = self._components(x, alpha_bar)
+    def score(self, x: torch.Tensor, level: Level) -> torch.Tensor:
+        """∇_x log p_level(x) in float64."""
+        joint, diff, var = self._components(x, level)
         resp = torch.softmax(joint, dim=1)
         return -(resp[..., None] * diff).sum(1) / var
+
+    def posterior_means(self, x: torch.Tensor, level: Level) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[x₀ | x], E[ε | x]) at a level, in float64, without dividing by α (finite at α = 0): per component
+        x₀ | x ~ N(μ_k + α s²(x − αμ_k)/v, ·) and ε | x has mean σ(x − αμ_k)/v, v = α²s² + σ²."""
+        joint, diff, var = self._components(x, level)
+        resp = torch.softmax(joint, dim=1)[..., None]
+        x0 = (resp * (self.means[None] + level.alpha * self.std**2 * diff / var)).sum(1)
+        eps = (resp * diff).sum(1) * level.sigma / var
+        return x0, eps
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
@@ -63,13 +76,16 @@ class GaussianMixture:
         return self.means[comp] + self.std * noise
 
 
-class ExactEpsDenoiser:
-    """ε-prediction of a mixture's exact score: ε(x, t) = −√(1 − ā_t) ∇log p_t(x)."""
+class ExactDenoiser:
+    """A mixture's exact prediction in its schedule's parameterisation (`schedule.level_at(t)` gives the level):
+    ε(x, t) = −σ_t ∇log p_t(x) on a VP schedule, the flow velocity v = E[ε − x₀ | x] on a flow schedule."""
 
-    def __init__(self, mixture: GaussianMixture, alphas_cumprod: torch.Tensor) -> None:
-        self.mixture = mixture
-        self.alphas_cumprod = alphas_cumprod
+    def __init__(self, mixture: GaussianMixture, schedule: Any) -> None:
+        self.mixture, self.schedule = mixture, schedule
 
-    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        a = float(self.alphas_cumprod[t])
-        return (-math.sqrt(1.0 - a) * self.mixture.score(x, a)).to(x.dtype)
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        level = self.schedule.level_at(t)
+        if self.schedule.prediction == "epsilon":
+            return (-level.sigma * self.mixture.score(x, level)).to(x.dtype)
+        x0, eps = self.mixture.posterior_means(x, level)
+        return (eps - x0).to(x.dtype)

@@ -12,8 +12,8 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from toy.gmm import GaussianMixture
-from w2sd.sampling import sample_ddim
-from w2sd.schedule import DiscreteSchedule
+from w2sd.ddim import Level, Prediction, split_prediction
+from w2sd.sampling import Schedule, sample_ddim
 
 
 def mode_assignment(samples: torch.Tensor, ideal: GaussianMixture) -> torch.Tensor:
@@ -57,11 +57,13 @@ def sample_metrics(samples: torch.Tensor, ideal: GaussianMixture, reference: tor
     }
 
 
-def score_from_eps(eps: Callable, x: torch.Tensor, t: int, alpha_bar: float) -> torch.Tensor:
-    return -eps(x, t).double() / math.sqrt(1.0 - alpha_bar)
+def score_from_prediction(model: Callable, x: torch.Tensor, t: float, level: Level,
+                          prediction: Prediction = "epsilon") -> torch.Tensor:
+    """∇log p at a level from a network output in either parameterisation: −ε̂/σ."""
+    return -split_prediction(x, model(x, t), level, prediction)[1].double() / level.sigma
 
 
-def strong_trajectory(strong: Callable, x_T: torch.Tensor, schedule: DiscreteSchedule) -> list[torch.Tensor]:
+def strong_trajectory(strong: Callable, x_T: torch.Tensor, schedule: Schedule) -> list[torch.Tensor]:
     """Latents x_{t_0} … x_{t_{T-1}} of a strong DDIM run: the points where the Δ1·Δ2 diagnostic is read."""
     trajectory = [x_T]
     sample_ddim(strong, x_T, schedule, callback=lambda s: trajectory.append(s["x"]))
@@ -70,7 +72,7 @@ def strong_trajectory(strong: Callable, x_T: torch.Tensor, schedule: DiscreteSch
 
 def delta_alignment(
     trajectory: list[torch.Tensor],
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     strong: Callable,
     weak: Callable,
     ideal: Callable,
@@ -81,7 +83,7 @@ def delta_alignment(
     out: dict[str, list[float]] = {"timestep": [], "sigma": [], "cos_flat": [], "aligned_frac": []}
     for i, x in enumerate(trajectory):
         t, a = schedule.timesteps[i], schedule.level(i)
-        s_s, s_w, s_gt = (score_from_eps(m, x, t, a) for m in (strong, weak, ideal))
+        s_s, s_w, s_gt = (score_from_prediction(m, x, t, a, schedule.prediction) for m in (strong, weak, ideal))
         d1, d2 = (s_s - s_w).flatten(1), (s_gt - s_s).flatten(1)
         denom = d1.norm() * d2.norm()
         out["timestep"].append(t)

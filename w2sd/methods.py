@@ -15,13 +15,13 @@ from w2sd.sampling import (
     Callback,
     Denoiser,
     SampleOutput,
+    Schedule,
     sample_advanced_guidance,
     sample_autoguidance,
     sample_ddim,
     sample_resampling,
     sample_w2sd,
 )
-from w2sd.schedule import DiscreteSchedule
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
 SAMPLERS: dict[str, Callable[..., SampleOutput]] = {
@@ -97,7 +97,7 @@ def run_method(
     resolved: Mapping,
     models: Mapping[str, Denoiser],
     x: torch.Tensor,
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     *,
     generators: Sequence[torch.Generator] | None = None,
     callback: Callback | None = None,

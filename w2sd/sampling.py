@@ -1,9 +1,14 @@
-# Samplers as pure functions over ε-prediction denoisers `eps(x, t, **extra_args)`: W2SD and its baselines.
+# Samplers as pure functions over denoisers `model(x, t, **extra_args)`: W2SD and its baselines, on VP or flow grids.
 """Every sampler is one DDIM loop (`ddim_loop`) with a denoiser for the main step and an optional pre-step that
 changes x before it (a reflection, a re-noising). Samplers take `(model(s), x_T, schedule, ...)` and return a
 `SampleOutput` whose `nfe` is the number of denoiser calls actually made (counted, not computed from a formula).
 `callback`, if given, receives `{"i", "t", "x", "x_reflected", "denoised"}` after each step: `x_reflected` is the
-latent the step started from after the pre-step (None when the step had none), `denoised` the main step's x̂₀."""
+latent the step started from after the pre-step (None when the step had none), `denoised` the main step's x̂₀.
+
+A denoiser returns the prediction its schedule names (`schedule.prediction`): ε on a `DiscreteSchedule`, the flow
+velocity v = ε − x₀ on a `FlowSchedule`. The loop reads every output at the level the latent it was given is at
+(`w2sd.ddim.split_prediction`), so on a flow grid each step is Euler and a reflection moves x by
+(σ_i − σ_{i+1})·(v_weak(x') − v_strong(x)). Guidance combines outputs in the model's own parameterisation."""
 from __future__ import annotations
 
 import inspect
@@ -15,12 +20,13 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from w2sd.ddim import ddim_transfer, from_x0, predict_x0, renoise
-from w2sd.schedule import DiscreteSchedule
+from w2sd.ddim import VPLevel, ddim_transfer, from_x0, renoise, split_prediction
+from w2sd.schedule import DiscreteSchedule, FlowSchedule
 from w2sd.seeding import per_sample_randn
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
 Denoiser = Callable[..., torch.Tensor]
+Schedule = DiscreteSchedule | FlowSchedule
 Callback = Callable[[dict[str, Any]], None]
 PreStep = Callable[[torch.Tensor, int], "torch.Tensor | None"]
 """pre_step(x, i) → the latent the main step at level i starts from, or None to leave x as it is."""
@@ -84,18 +90,19 @@ def take_rows(value: Any, rows: torch.Tensor) -> Any:
     return value
 
 
-def _step(model: Callable, x: torch.Tensor, schedule: DiscreteSchedule, i: int) -> torch.Tensor:
-    return ddim_transfer(x, model(x, schedule.timesteps[i]), schedule.level(i), schedule.level(i + 1))
+def _step(model: Callable, x: torch.Tensor, schedule: Schedule, i: int) -> torch.Tensor:
+    return ddim_transfer(x, model(x, schedule.timesteps[i]), schedule.level(i), schedule.level(i + 1),
+                         schedule.prediction)
 
 
-def ddim_loop(eps: Callable, x: torch.Tensor, schedule: DiscreteSchedule, *, pre_step: PreStep | None = None,
+def ddim_loop(model: Callable, x: torch.Tensor, schedule: Schedule, *, pre_step: PreStep | None = None,
               callback: Callback | None = None) -> torch.Tensor:
-    """Deterministic DDIM (η = 0) over the schedule with the denoiser `eps`; `pre_step` may move x before each step."""
+    """Deterministic DDIM (η = 0; on a flow grid, Euler) over the schedule with `model`; `pre_step` may move x
+    before each step."""
     for i, t in enumerate(schedule.timesteps):
         x_reflected = pre_step(x, i) if pre_step is not None else None
         x = x if x_reflected is None else x_reflected
-        e = eps(x, t)
-        denoised = predict_x0(x, e, schedule.level(i))
+        denoised, e = split_prediction(x, model(x, t), schedule.level(i), schedule.prediction)
         x = from_x0(denoised, e, schedule.level(i + 1))
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "x_reflected": x_reflected, "denoised": denoised})
@@ -106,7 +113,7 @@ def reflect(
     denoiser: Denoiser,
     inverter: Denoiser,
     x: torch.Tensor,
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     i: int,
     *,
     inversion: Inversion = "exact",
@@ -116,17 +123,26 @@ def reflect(
     Both conventions query the inverter at the old timestep t_i on the advanced latent (paper Eq. 5).
     `exact` inverts with the coefficients of the interval t_{i+1}→t_i, so with equal ε it returns x_t exactly.
     `official` reproduces the released code: DDIMInverseScheduler.step(ε, timesteps[i+1], x'), whose
-    coefficients map level (t_{i+1} − N//T) → t_{i+1} (paper.md §1.4, §10.3).
+    coefficients map level (t_{i+1} − N//T) → t_{i+1} (paper.md §1.4, §10.3); it exists on DDPM grids only.
+    On a flow grid `exact` is the inverse Euler step x' + (σ_i − σ_{i+1})·v_inverter(x', t_i).
     """
+    check_inversion(inversion, schedule)
     x_adv = _step(denoiser, x, schedule, i)
-    eps_inv = inverter(x_adv, schedule.timesteps[i])
+    out_inv = inverter(x_adv, schedule.timesteps[i])
     if inversion == "exact":
-        return ddim_transfer(x_adv, eps_inv, schedule.level(i + 1), schedule.level(i))
+        return ddim_transfer(x_adv, out_inv, schedule.level(i + 1), schedule.level(i), schedule.prediction)
     if i + 1 >= schedule.num_steps:
         raise ConfigError(f"the official inversion needs timesteps[i+1]; step i={i} is the last step")
     t_target = schedule.timesteps[i + 1]
-    return ddim_transfer(x_adv, eps_inv, schedule.alpha_bar(t_target - schedule.step_ratio),
-                         schedule.alpha_bar(t_target))
+    return ddim_transfer(x_adv, out_inv, VPLevel.from_alpha_bar(schedule.alpha_bar(t_target - schedule.step_ratio)),
+                         VPLevel.from_alpha_bar(schedule.alpha_bar(t_target)))
+
+
+def check_inversion(inversion: str, schedule: Schedule) -> None:
+    check_choice("inversion", inversion, INVERSIONS)
+    if inversion == "official" and not isinstance(schedule, DiscreteSchedule):
+        raise ConfigError("inversion='official' reproduces the released code's DDIMInverseScheduler index arithmetic "
+                          "on a DDPM timestep table, which a flow grid does not have; use inversion=exact")
 
 
 def reflection_steps(num_steps: int, lam: int, window: Window) -> range:
@@ -148,7 +164,7 @@ def _rms(d: torch.Tensor) -> torch.Tensor:
     return d.flatten(1).double().pow(2).mean(1).sqrt()
 
 
-def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedule, steps: Sequence[int], *,
+def reflection(denoiser: Callable, inverter: Callable, schedule: Schedule, steps: Sequence[int], *,
                inversion: Inversion = "exact", reflections_per_step: int = 1, inversion_noise: float = 0.0,
                generators: Sequence[torch.Generator] | None = None,
                threshold: float | Sequence[float] | None = None) -> PreStep:
@@ -202,7 +218,7 @@ def reflection(denoiser: Callable, inverter: Callable, schedule: DiscreteSchedul
     return pre_step
 
 
-def renoising(strong: Callable, schedule: DiscreteSchedule, steps: Sequence[int],
+def renoising(strong: Callable, schedule: Schedule, steps: Sequence[int],
               generators: Sequence[torch.Generator], *, weak: Callable | None, alignment: Alignment) -> PreStep:
     """Pre-step of Re-Sampling: strong-denoise one step, re-noise back with fresh noise z, which `aligned`/`anti`
     flip into the half-space of (anti-)positive cosine with the W2SD perturbation Inv_weak(x') − x."""
@@ -215,7 +231,7 @@ def renoising(strong: Callable, schedule: DiscreteSchedule, steps: Sequence[int]
         x_adv = _step(strong, x, schedule, i)
         z = _noise_like(x, generators, "re-sampling")
         if alignment != "none":
-            direction = ddim_transfer(x_adv, weak(x_adv, schedule.timesteps[i]), a_next, a_t) - x
+            direction = ddim_transfer(x_adv, weak(x_adv, schedule.timesteps[i]), a_next, a_t, schedule.prediction) - x
             sim = (direction.flatten(1) * z.flatten(1)).sum(1)
             wrong = sim < 0 if alignment == "aligned" else sim >= 0
             z = torch.where(wrong.view(-1, *([1] * (z.dim() - 1))), -z, z)
@@ -224,7 +240,7 @@ def renoising(strong: Callable, schedule: DiscreteSchedule, steps: Sequence[int]
     return pre_step
 
 
-def _check_schedule(schedule: DiscreteSchedule) -> None:
+def _check_schedule(schedule: Schedule) -> None:
     if schedule.num_steps < 2:
         raise ConfigError(f"T={schedule.num_steps} sampling steps is too few; W2SD needs T >= 2")
 
@@ -233,7 +249,7 @@ def _check_schedule(schedule: DiscreteSchedule) -> None:
 def sample_ddim(
     model: Denoiser,
     x: torch.Tensor,
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     *,
     extra_args: dict | None = None,
     callback: Callback | None = None,
@@ -248,7 +264,7 @@ def sample_w2sd(
     strong: Denoiser,
     weak: Denoiser,
     x: torch.Tensor,
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     *,
     lam: int | None = None,
     inversion: Inversion = "exact",
@@ -273,7 +289,7 @@ def sample_w2sd(
     _check_schedule(schedule)
     lam = schedule.num_steps - 1 if lam is None else lam
     steps = reflection_steps(schedule.num_steps, lam, window)
-    check_choice("inversion", inversion, INVERSIONS)
+    check_inversion(inversion, schedule)
     check_choice("order", order, ORDERS)
     check_int_range("reflections_per_step", reflections_per_step, 1)
     if inversion_noise < 0:
@@ -295,7 +311,7 @@ def sample_autoguidance(
     strong: Denoiser,
     weak: Denoiser,
     x: torch.Tensor,
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     *,
     w: float = 1.0,
     extra_args: dict | None = None,
@@ -324,7 +340,7 @@ def sample_advanced_guidance(
     strong: Denoiser,
     weak: Denoiser,
     x: torch.Tensor,
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     *,
     w: float = 1.0,
     extra_args: dict | None = None,
@@ -345,7 +361,7 @@ def sample_advanced_guidance(
         e_s = strong_eps(x_t, t)
         if i == schedule.num_steps - 1:  # W2SD never reflects the final step (λ ≤ T − 1): plain strong ε there
             return e_s
-        x_adv = ddim_transfer(x_t, e_s, schedule.level(i), schedule.level(i + 1))
+        x_adv = ddim_transfer(x_t, e_s, schedule.level(i), schedule.level(i + 1), schedule.prediction)
         return e_s + w * (e_s - weak_eps(x_adv, t))
 
     return counter.output(ddim_loop(guided, x, schedule, callback=callback))
@@ -355,7 +371,7 @@ def sample_advanced_guidance(
 def sample_resampling(
     strong: Denoiser,
     x: torch.Tensor,
-    schedule: DiscreteSchedule,
+    schedule: Schedule,
     *,
     generators: Sequence[torch.Generator],
     lam: int | None = None,
@@ -388,7 +404,7 @@ def sample_resampling(
 
 
 @torch.no_grad()
-def calibrate_threshold(strong: Denoiser, weak: Denoiser, x: torch.Tensor, schedule: DiscreteSchedule,
+def calibrate_threshold(strong: Denoiser, weak: Denoiser, x: torch.Tensor, schedule: Schedule,
                         quantile: float, **w2sd_options: Any) -> list[float]:
     """Per-level adaptive-reflection thresholds from a held-out calibration batch: the `quantile` of the samples'
     RMS reflection displacement at each level under W2SD with the same options (∞ on levels it does not reflect)."""

@@ -1,13 +1,19 @@
-# Discrete variance-preserving noise schedules (DDPM betas) and diffusers-compatible timestep spacing.
+# Sampling grids of noise levels: discrete VP schedules (DDPM betas) and rectified-flow σ grids, as in diffusers.
+"""A schedule is T sampling timesteps (what the network is called with) and T + 1 levels (α, σ) — the last one the
+clean end point — plus the prediction its networks make: `DiscreteSchedule` (ε on ā levels, diffusers' DDIM
+schedulers) and `FlowSchedule` (velocity on (1 − σ, σ) levels, diffusers' FlowMatchEulerDiscreteScheduler). The
+samplers only use `timesteps`, `level(i)`, `num_steps` and `prediction`."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from w2sd.ddim import Level, Prediction, VPLevel
 from w2sd.validation import ConfigError
 
 BETA_SCHEDULES = ("linear", "scaled_linear")
@@ -39,13 +45,25 @@ class DiscreteSchedule:
         """ā at a training timestep; a negative timestep means 'clean' as in diffusers."""
         return float(self.alphas_cumprod[t]) if t >= 0 else self.final_alpha_cumprod
 
-    def level(self, i: int) -> float:
+    @property
+    def prediction(self) -> Prediction:
+        return "epsilon"
+
+    def level_alpha_bar(self, i: int) -> float:
         """ā of sampling level i: i < T is timestep t_i, i == T is the clean end point."""
         return self.alpha_bar(self.timesteps[i]) if i < self.num_steps else self.final_alpha_cumprod
 
+    def level(self, i: int) -> VPLevel:
+        """(α, σ) = (√ā, √(1 − ā)) of sampling level i."""
+        return VPLevel.from_alpha_bar(self.level_alpha_bar(i))
+
+    def level_at(self, t: int) -> VPLevel:
+        """The level of training timestep t (a network's view of its input)."""
+        return VPLevel.from_alpha_bar(self.alpha_bar(t))
+
     def sigma(self, i: int) -> float:
-        """VE-equivalent noise level sqrt((1-ā)/ā) of sampling level i."""
-        a = self.level(i)
+        """VE-equivalent noise level σ/α = sqrt((1-ā)/ā) of sampling level i."""
+        a = self.level_alpha_bar(i)
         return math.sqrt((1.0 - a) / a)
 
 
@@ -151,14 +169,139 @@ def schedule_from_diffusers(config: Mapping, num_steps: int) -> DiscreteSchedule
     # trailing) spacing; the W2SD loop runs on the timestep grid, so it refuses a chain it cannot follow
     for i, t in enumerate(timesteps):
         lands = schedule.alpha_bar(t - schedule.step_ratio)
-        if lands != schedule.level(i + 1):
+        if lands != schedule.level_alpha_bar(i + 1):
             spacing = ddim.config.timestep_spacing
             raise ConfigError(f"timestep_spacing={spacing!r} with T={num_steps}: DDIMScheduler steps t={t} to "
                               f"t−{schedule.step_ratio}, off its own grid {list(timesteps[:4])}…, which the W2SD loop "
                               "cannot follow; use " + FIX.format("timestep_spacing='leading'") +
                               (f" or a T that divides {n}" if spacing == "trailing" else ""))
-    if min(schedule.level(i) for i in range(num_steps)) <= 0.0:
+    if min(schedule.level_alpha_bar(i) for i in range(num_steps)) <= 0.0:
         raise ConfigError(f"rescale_betas_zero_snr=True with timestep_spacing={ddim.config.timestep_spacing!r} "
                           f"starts at t={timesteps[0]} where ā = 0 and the ε-form DDIM step is undefined; use "
                           + FIX.format("timestep_spacing='leading'"))
     return schedule
+
+
+# -- rectified flow -----------------------------------------------------------------------------------------------
+
+TIME_SHIFT_TYPES = ("exponential", "linear")
+FLOW_OPTIONS = ("num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
+                "base_image_seq_len", "max_image_seq_len", "invert_sigmas", "shift_terminal", "time_shift_type")
+# options of FlowMatchEulerDiscreteScheduler that change the sampler itself, not the σ grid: refused, not ignored
+FLOW_UNSUPPORTED = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "stochastic_sampling")
+
+
+@dataclass(frozen=True)
+class FlowSchedule:
+    """Rectified-flow sampling grid σ_0 > … > σ_T (x_σ = (1 − σ)·x₀ + σ·ε) with its networks' timesteps σ·N.
+
+    `sigmas` has T + 1 entries, the terminal one (0, or 1 with invert_sigmas) included; `timesteps` are the float
+    values diffusers' FlowMatchEulerDiscreteScheduler hands the transformer. Networks on this grid predict the
+    velocity v = ε − x₀, so a DDIM step between its levels is the Euler step x + (σ_next − σ)·v."""
+
+    sigmas: tuple[float, ...]
+    timesteps: tuple[float, ...]
+    num_train_timesteps: int = 1000
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def prediction(self) -> Prediction:
+        return "velocity"
+
+    def level(self, i: int) -> Level:
+        return Level.flow(self.sigmas[i])
+
+    def level_at(self, t: float) -> Level:
+        return Level.flow(float(t) / self.num_train_timesteps)
+
+    def sigma(self, i: int) -> float:
+        """VE-equivalent noise level σ/α of sampling level i (∞ at σ = 1)."""
+        level = self.level(i)
+        return math.inf if level.alpha == 0 else level.sigma / level.alpha
+
+
+def _time_shift(kind: str, mu: float, sigmas: np.ndarray) -> np.ndarray:
+    """Resolution-dependent shift of FluxPipeline's grid (diffusers' time_shift with σ = 1)."""
+    if kind == "exponential":
+        return math.exp(mu) / (math.exp(mu) + (1 / sigmas - 1) ** 1.0)
+    return mu / (mu + (1 / sigmas - 1) ** 1.0)
+
+
+def make_flow_schedule(
+    num_steps: int,
+    *,
+    shift: float = 1.0,
+    use_dynamic_shifting: bool = False,
+    mu: float | None = None,
+    time_shift_type: str = "exponential",
+    invert_sigmas: bool = False,
+    shift_terminal: float | None = None,
+    num_train_timesteps: int = 1000,
+    sigmas: Sequence[float] | None = None,
+) -> FlowSchedule:
+    """The grid `FlowMatchEulerDiscreteScheduler(...).set_timesteps(num_steps, sigmas=sigmas, mu=mu)` builds, in its
+    float32 arithmetic: σ evenly spaced in training time from σ_max to σ_min (or the given `sigmas`, as FluxPipeline
+    passes linspace(1, 1/T, T)), shifted by `shift` (σ' = sσ/(1 + (s − 1)σ)) or, with `use_dynamic_shifting`, by μ,
+    optionally stretched to end at `shift_terminal`, with the terminal σ appended."""
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ConfigError(f"num_steps={num_steps!r} must be a positive integer (the number of sampling steps T)")
+    if not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
+        raise ConfigError(f"shift={shift!r} must be a finite number > 0 (1 = no shift; SD3/Flux ship 3.0)")
+    if time_shift_type not in TIME_SHIFT_TYPES:
+        raise ConfigError(f"time_shift_type={time_shift_type!r} is not one of {TIME_SHIFT_TYPES}")
+    if use_dynamic_shifting and (mu is None or not math.isfinite(mu)):
+        raise ConfigError(f"use_dynamic_shifting=True needs a finite mu (got {mu!r}); FluxPipeline computes it from "
+                          "the image size: w2sd.schedule.flow_shift_mu(image_seq_len, scheduler_config)")
+    if shift_terminal is not None and not 0 <= shift_terminal < 1:
+        raise ConfigError(f"shift_terminal={shift_terminal!r} must be in [0, 1) or null")
+    n = num_train_timesteps
+    if sigmas is None:
+        # the scheduler's training grid (float32, shifted unless dynamic) gives σ_max and σ_min
+        train = torch.from_numpy(np.linspace(1, n, n, dtype=np.float32)[::-1].copy()) / n
+        if not use_dynamic_shifting:
+            train = shift * train / (1 + (shift - 1) * train)
+        grid = np.linspace(train[0].item() * n, train[-1].item() * n, num_steps) / n
+    else:
+        grid = np.array(sigmas).astype(np.float32)
+        if grid.ndim != 1 or len(grid) != num_steps or not np.all(np.isfinite(grid)) or \
+                not np.all((grid > 0) & (grid <= 1)) or np.any(np.diff(grid) >= 0):
+            raise ConfigError(f"sigmas={list(sigmas)} must be {num_steps} decreasing values in (0, 1]")
+    grid = _time_shift(time_shift_type, mu, grid) if use_dynamic_shifting else shift * grid / (1 + (shift - 1) * grid)
+    if shift_terminal:
+        one_minus = 1 - grid
+        grid = 1 - one_minus / (one_minus[-1] / (1 - shift_terminal))
+    sig = torch.from_numpy(np.asarray(grid)).to(torch.float32)
+    timesteps = sig * n
+    if invert_sigmas:
+        sig = 1.0 - sig
+        timesteps = sig * n
+        sig = torch.cat([sig, torch.ones(1)])
+    else:
+        sig = torch.cat([sig, torch.zeros(1)])
+    return FlowSchedule(tuple(float(s) for s in sig), tuple(float(t) for t in timesteps), n)
+
+
+def flow_shift_mu(image_seq_len: int, config: Mapping) -> float:
+    """μ of the resolution-dependent shift, as FluxPipeline computes it: linear in the packed image sequence length
+    from (base_image_seq_len, base_shift) to (max_image_seq_len, max_shift)."""
+    base_len, max_len = config.get("base_image_seq_len", 256), config.get("max_image_seq_len", 4096)
+    base_shift, max_shift = config.get("base_shift", 0.5), config.get("max_shift", 1.15)
+    slope = (max_shift - base_shift) / (max_len - base_len)
+    return image_seq_len * slope + (base_shift - slope * base_len)
+
+
+def flow_schedule_from_diffusers(config: Mapping, num_steps: int, *, mu: float | None = None,
+                                 sigmas: Sequence[float] | None = None) -> FlowSchedule:
+    """The grid a pipeline's FlowMatchEulerDiscreteScheduler (config: `pipe.scheduler.config`) runs for `num_steps`;
+    options that change the sampler rather than the grid (Karras/exponential/beta σ, stochastic sampling) are
+    refused in one line, since the W2SD loop is the deterministic Euler/DDIM one."""
+    for key in FLOW_UNSUPPORTED:
+        if config.get(key, False):
+            raise ConfigError(f"scheduler {key}=True is not supported on the flow grid; turn it off: "
+                              + FIX.format(f"{key}=False"))
+    options = {k: config[k] for k in FLOW_OPTIONS if k in config and k not in
+               ("base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len")}
+    return make_flow_schedule(num_steps, mu=mu, sigmas=sigmas, **options)
