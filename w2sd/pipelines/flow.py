@@ -330,3 +330,46 @@ def decode_flow(pipe: Any, latents: torch.Tensor, height: int, width: int, outpu
     inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(view).to(latents.device, latents.dtype)
     video = vae.decode(latents / inv_std + mean, return_dict=False)[0]
     return cls(frames=pipe.video_processor.postprocess_video(video, output_type=output_type))
+
+
+# -- checks from the configs, before any weight loads -----------------------------------------------------------
+def check_flow_specs(models: Mapping[str, Mapping], settings: Mapping[str, ModelSetting]) -> None:
+    """What the model specs' configs tell before loading (w2sd/pipelines/loading.py specs): flow and DDPM pipelines
+    are not mixed; `guidance` is only set on a Flux model whose transformer has a guidance embedding; every flow
+    model shares one latent space. Configs that are not on this machine are checked after loading instead."""
+    from w2sd.pipelines.loading import spec_config
+
+    kinds = {name: flow_kind_of_class(spec.get("pipeline")) for name, spec in models.items()}
+    used = sorted({s.model for s in settings.values() if s.model in models})
+    flow, ddpm = [n for n in used if kinds[n]], [n for n in used if not kinds[n]]
+    if flow and ddpm:
+        raise ConfigError(f"gap.models.{flow[0]} is a flow pipeline ({models[flow[0]]['pipeline']}) but "
+                          f"gap.models.{ddpm[0]} is a DDPM pipeline ({models[ddpm[0]]['pipeline']}); one W2SD run "
+                          "samples one latent space with one schedule, so pair flow pipelines of one family")
+    for name, setting in settings.items():
+        if setting.guidance is None or setting.model not in models:
+            continue
+        spec = models[setting.model]
+        if kinds[setting.model] != "flux":
+            raise ConfigError(f"gap.settings.{name}.guidance={setting.guidance} is Flux's guidance embedding, but "
+                              f"gap.models.{setting.model} is a {spec.get('pipeline')}; use cfg")
+        config = spec_config(spec, "transformer/config.json")
+        if config is not None and not config.get("guidance_embeds", False):
+            raise ConfigError(f"gap.settings.{name}.guidance={setting.guidance}: the transformer of "
+                              f"gap.models.{setting.model} ({spec.get('id') or spec.get('path')}) has guidance_embeds "
+                              "false (e.g. FLUX.1-schnell), so there is no guidance to set; drop guidance or use cfg")
+    spaces = {}
+    for name in flow:
+        if len({kinds[n] for n in flow}) > 1:
+            raise ConfigError(f"latent spaces differ: gap.models use {sorted({models[n]['pipeline'] for n in flow})}; "
+                              "pair checkpoints of one family")
+        transformer = spec_config(models[name], "transformer/config.json")
+        vae = spec_config(models[name], "vae/config.json")
+        if transformer is not None and vae is not None:
+            spaces[name] = latent_space_of_configs(kinds[name], transformer, vae)
+    names = list(spaces)
+    for name in names[1:]:
+        mismatch = latent_mismatch(spaces[names[0]], spaces[name])
+        if mismatch:
+            raise ConfigError(f"latent spaces differ between gap.models.{names[0]} and gap.models.{name}: {mismatch}; "
+                              "W2SD pairs only checkpoints that share a latent space (same VAE, channels and packing)")
