@@ -152,17 +152,28 @@ def euler_config(pipe: Any) -> dict[str, Any]:
     """The FlowMatchEuler config W2SD samples with: the pipe's own when it ships FlowMatchEuler (Flux, SD3), else
     (Wan's UniPC / DPM++ with flow sigmas) FlowMatchEuler at the scheduler's `flow_shift`, as the SDXL path swaps
     any scheduler for DDIM."""
-    config = dict(pipe.scheduler.config)
-    name = type(pipe.scheduler).__name__
+    return euler_config_of(type(pipe.scheduler).__name__, dict(pipe.scheduler.config), type(pipe).__name__)
+
+
+def euler_config_of(name: str, config: Mapping, pipeline: str = "the pipeline") -> dict[str, Any]:
+    """euler_config from a scheduler class name and its config (e.g. a scheduler_config.json read before loading)."""
+    config = dict(config)
     if name == EULER_SAMPLING:
         return config
     if name in FLOW_SIGMA_SCHEDULERS and config.get("use_flow_sigmas") and \
             config.get("prediction_type") == "flow_prediction":
         return {"num_train_timesteps": config.get("num_train_timesteps", 1000),
                 "shift": float(config.get("flow_shift") or 1.0)}
-    raise ConfigError(f"{type(pipe).__name__} carries a {name} that is not a flow-matching scheduler W2SD can "
-                      "follow; use pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(...) (or a UniPC/DPM++ "
-                      "config with use_flow_sigmas and prediction_type='flow_prediction')")
+    raise ConfigError(f"{pipeline} carries a {name} that is not a flow-matching scheduler W2SD can follow; use "
+                      "pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(...) (or a UniPC/DPM++ config "
+                      "with use_flow_sigmas and prediction_type='flow_prediction')")
+
+
+def check_euler_config(config: Mapping) -> None:
+    """Refuse scheduler options the W2SD flow grid does not reproduce (w2sd.schedule refuses them) before work."""
+    from w2sd.schedule import flow_schedule_from_diffusers
+
+    flow_schedule_from_diffusers(config, 2, mu=0.5 if config.get("use_dynamic_shifting") else None)
 
 
 def euler_scheduler(pipe: Any) -> Any:
@@ -358,6 +369,14 @@ def check_flow_specs(models: Mapping[str, Mapping], settings: Mapping[str, Model
             raise ConfigError(f"gap.settings.{name}.guidance={setting.guidance}: the transformer of "
                               f"gap.models.{setting.model} ({spec.get('id') or spec.get('path')}) has guidance_embeds "
                               "false (e.g. FLUX.1-schnell), so there is no guidance to set; drop guidance or use cfg")
+    for name in flow:
+        scheduler = spec_config(models[name], "scheduler/scheduler_config.json")
+        if scheduler is not None:
+            try:
+                check_euler_config(euler_config_of(scheduler.get("_class_name", ""), scheduler,
+                                                   f"gap.models.{name}"))
+            except ConfigError as err:
+                raise ConfigError(f"gap.models.{name} scheduler: {err}") from err
     spaces = {}
     for name in flow:
         if len({kinds[n] for n in flow}) > 1:
