@@ -18,6 +18,7 @@ from in_process import run_here  # noqa: E402
 from w2sd.runner import build_experiment, run_experiment  # noqa: E402
 from w2sd.validation import ConfigError  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 FLOW_PRESETS = ("flux_guidance", "flux_weights", "flux_cfg", "flux_lora", "sd35_cfg", "sd35_weights", "wan_cfg",
                 "wan_weights")
 
@@ -117,3 +118,38 @@ def test_bad_flow_input_fails_in_validate_with_one_line_and_writes_nothing(case,
         build_experiment(cfg).validate()
     assert "\n" not in str(info.value)
     assert not run_dir.exists()
+
+
+def doc_commands(page: Path) -> list[str]:
+    """Every line of the ```bash blocks of a docs page."""
+    lines, inside = [], False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            inside = line.strip() == "```bash"
+            continue
+        if inside and line.strip():
+            lines.append(line.strip())
+    return lines
+
+
+@pytest.mark.slow
+def test_flow_docs_commands_run_verbatim_or_say_why_not(tmp_path, capsys, monkeypatch) -> None:
+    """docs/flow-pipelines.md: each command runs here as written (in-process), unless it says why not."""
+    import runpy
+    import shlex
+
+    commands = doc_commands(ROOT / "docs" / "flow-pipelines.md")
+    assert len(commands) >= 5
+    for command in commands:
+        if "# needs hub weights" in command or "# not run by tests" in command:
+            continue
+        args = shlex.split(command)
+        if args[:2] == ["python", "run.py"]:
+            code, out, err = run_here([*args[2:], f"hydra.run.dir={tmp_path / 'run'}"], capsys, monkeypatch)
+            assert code == 0 and "cost" in out, (command, err)
+        else:
+            assert args[:2] == ["python", "-m"], command
+            monkeypatch.setattr(sys, "argv", [args[2], *args[3:]])
+            runpy.run_module(args[2], run_name="__main__")
+            assert "Flux-width transformer" in capsys.readouterr().out
+        assert not (tmp_path / "run").exists()
