@@ -33,13 +33,13 @@ from omegaconf import OmegaConf
 from toy.ablations import weights_with_bias_ratio
 from toy.gmm import ExactDenoiser, GaussianMixture
 from toy.metrics import delta_alignment, score_from_prediction, strong_trajectory
-from w2sd.schedule import make_schedule
+from w2sd.schedule import schedule_from_config
 
 SMALL = os.environ.get("SMALL") == "1"
 ROOT = Path.cwd() if (Path.cwd() / "conf").exists() else Path.cwd().parent
 world = OmegaConf.load(ROOT / "conf/world/gmm_1d.yaml")
 sampler = OmegaConf.load(ROOT / "conf/sampler/w2sd.yaml")
-schedule = make_schedule(sampler.T, **sampler.schedule)
+schedule = schedule_from_config(sampler.T, sampler.schedule)
 ideal_w, strong_w = [0.5, 0.5], [0.4, 0.6]
 ratios = [-1.0, 1.5, 2.0, 3.0, 4.0]
 

@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from toy.gmm import ExactDenoiser, GaussianMixture
 from w2sd.sampling import reflect
-from w2sd.schedule import make_schedule
+from w2sd.schedule import schedule_from_config
 from w2sd.theory import reflection_coefficient
 
 SMALL = os.environ.get("SMALL") == "1"
@@ -53,7 +53,7 @@ print({r: m.weights.tolist() for r, m in mixtures.items()})
 
 # %%
 def one_reflection(num_steps: int) -> dict:
-    schedule = make_schedule(num_steps, **sampler.schedule)
+    schedule = schedule_from_config(num_steps, sampler.schedule)
     eps = {r: ExactDenoiser(m, schedule) for r, m in mixtures.items()}
     level = num_steps // 2
     a_t = schedule.level(level)

@@ -12,6 +12,8 @@ EXPERIMENTS = {
     "toy_gmm_2d": "2D, modes (±4, ±4) — target = bottom-left mode, ideal weight 0.25",
     "toy_gmm_ratio2": "1D with weak bias = 2 × strong bias (strong 0.4/0.6, weak 0.3/0.7) — ideal 0.5",
     "toy_gmm_trained": "1D as `toy_gmm`, with Lightning-trained MLP ε-networks instead of exact scores",
+    "toy_gmm_flow": "1D as `toy_gmm` on the rectified-flow grid, exact velocities",
+    "toy_gmm_flow_2d": "2D as `toy_gmm_2d` on the rectified-flow grid, exact velocities",
 }
 
 
@@ -22,13 +24,20 @@ def build(results_root: Path, out_dir: Path) -> dict[str, str]:
         cfg = res["config"]
         world = cfg["world"]
         head = (f"*{caption}.* strong weights {world['strong_weights']}, weak {world['weak_weights']}; "
-                f"T = {cfg['sampler']['T']}, λ = {res['extra']['lam']}, inversion `{cfg['sampler']['inversion']}`, "
+                f"T = {cfg['sampler']['T']}, λ = {res['extra']['lam']}, {grid(cfg['sampler']['schedule'])}, "
+                f"inversion `{cfg['sampler']['inversion']}`, "
                 f"model `{cfg['model']['kind']}`, {cfg['num_samples']} samples per method, seed {cfg['seed']}.")
         blocks[name] = head + "\n\n" + markdown_table(res["metrics"], COLUMNS)
     console = require_results(results_root, "toy_gmm")["metrics"]
     blocks["toy_gmm_console"] = "```\n" + text_table(console) + "\n```"
     blocks["toy_summary"] = summary(results_root)
     return blocks
+
+
+def grid(schedule: dict) -> str:
+    if schedule.get("kind") == "flow":
+        return f"FlowMatchEuler grid (shift {schedule['shift']:g})"
+    return f"DDPM {schedule['beta_schedule']} betas ({schedule['spacing']} spacing)"
 
 
 def summary(results_root: Path) -> str:

@@ -512,7 +512,7 @@ def test_advanced_guidance_reads_the_weak_model_on_the_strong_step() -> None:
     out = sample_advanced_guidance(strong, weak, x, schedule, w=w)
     y = x
     for i, t in enumerate(schedule.timesteps):
-        a, b = schedule.level(i), schedule.level(i + 1)
+        a, b = schedule.level_alpha_bar(i), schedule.level_alpha_bar(i + 1)
         eps = strong(y, t)
         if i < schedule.num_steps - 1:
             eps = eps + w * (eps - weak(transfer(y, eps, a, b), t))

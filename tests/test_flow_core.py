@@ -8,6 +8,7 @@ from toy.gmm import ExactDenoiser, GaussianMixture
 from w2sd.ddim import Level, split_prediction
 from w2sd.methods import SAMPLERS
 from w2sd.sampling import (
+    calibrate_threshold,
     reflect,
     sample_advanced_guidance,
     sample_autoguidance,
@@ -166,6 +167,10 @@ def test_every_sampler_runs_on_a_flow_grid_with_counted_nfe() -> None:
     assert torch.allclose(sample_autoguidance(strong, weak, x, schedule, w=0.0).x, base.x, atol=1e-12)
     assert sample_advanced_guidance(strong, weak, x, schedule).nfe == 19
     assert sample_resampling(strong, x, schedule, generators=per_sample_generators(range(32)), lam=4).nfe == 14
+    tau = calibrate_threshold(strong, weak, per_sample_randn(per_sample_generators(range(100, 164)), (1,),
+                                                             torch.float64), schedule, 0.5)
+    adaptive = sample_w2sd(strong, weak, x, schedule, threshold=tau)
+    assert 10 + 2 < adaptive.nfe_per_sample < 10 + 2 * 9  # every sample is reflected once, about half stop early
     assert set(SAMPLERS) == {"ddim", "w2sd", "autoguidance", "resampling", "advanced_guidance"}  # all covered here
     with pytest.raises(ConfigError, match="inversion='official'"):
         sample_w2sd(strong, weak, x, schedule, inversion="official")

@@ -13,8 +13,8 @@ from toy.metrics import delta_alignment, sample_metrics, strong_trajectory
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
 from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
-from w2sd.sampling import Denoiser, sample_ddim, sample_w2sd
-from w2sd.schedule import DiscreteSchedule, make_schedule
+from w2sd.sampling import Denoiser, Schedule, check_inversion, sample_ddim, sample_w2sd
+from w2sd.schedule import schedule_from_config
 from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
@@ -33,7 +33,7 @@ class ToyGMMExperiment(Experiment):
         check_choice("model.kind", cfg.model.kind, ("exact", "trained"))
         sampler = resolve_sampler_config(OmegaConf.to_container(cfg.sampler, resolve=True))
         self.sampler_cfg = sampler
-        self.schedule = make_schedule(sampler["T"], **sampler["schedule"])
+        self.schedule = schedule_from_config(sampler["T"], sampler["schedule"])
         check_int_range("num_samples", cfg.num_samples, 2)
         check_int_range("num_trajectories", cfg.num_trajectories, 1)
         check_int_range("trajectory_steps", cfg.trajectory_steps, 2)
@@ -43,9 +43,15 @@ class ToyGMMExperiment(Experiment):
             raise ConfigError("methods is empty; list at least one method (see conf/experiment/toy_gmm.yaml)")
         self.methods = {name: resolve_method(name, spec, sampler_defaults(sampler), names, sampler["T"])
                         for name, spec in methods.items()}
+        if self.schedule.prediction != "epsilon" and cfg.model.kind == "trained":
+            raise ConfigError("model=trained trains ε-prediction MLPs on a VP schedule; on sampler/schedule=flow_match "
+                              "use model=exact (exact mixture velocities)")
+        for name, method in self.methods.items():
+            if "inversion" in method["options"]:
+                check_inversion(method["options"]["inversion"], self.schedule, f"methods.{name}.inversion")
 
     # -- stages -------------------------------------------------------------------------------------------
-    def build_models(self, schedule: DiscreteSchedule) -> tuple[dict[str, Denoiser], dict]:
+    def build_models(self, schedule: Schedule) -> tuple[dict[str, Denoiser], dict]:
         model = self.cfg.model
         if model.kind == "exact":
             return {r: ExactDenoiser(self.mixtures[r], schedule) for r in ROLES}, {}
@@ -90,7 +96,7 @@ class ToyGMMExperiment(Experiment):
 
     def trajectory_paths(self, models: dict[str, Denoiser]) -> dict[str, torch.Tensor]:
         """Strong vs W2SD paths from shared start points on a short schedule (paper Fig. 4 uses T = 10)."""
-        sched = make_schedule(self.cfg.trajectory_steps, **self.sampler_cfg["schedule"])
+        sched = schedule_from_config(self.cfg.trajectory_steps, self.sampler_cfg["schedule"])
         x_T, _ = self.initial_noise(self.cfg.num_trajectories)
         paths = {}
         for name in ("strong", "w2sd"):

@@ -31,6 +31,10 @@ def _at_least(lo: int, hint: str = "", multiple: int | None = None) -> Any:
 
 @dataclass
 class ScheduleSchema:
+    """VP (DDPM betas) keys, then the flow grid's (`kind: flow`); w2sd.schedule.schedule_from_config refuses a key
+    the chosen kind does not take."""
+
+    kind: str
     beta_schedule: str
     beta_start: float
     beta_end: float
@@ -38,6 +42,12 @@ class ScheduleSchema:
     spacing: str
     steps_offset: int
     set_alpha_to_one: bool
+    shift: float
+    use_dynamic_shifting: bool
+    mu: float | None
+    time_shift_type: str
+    invert_sigmas: bool
+    shift_terminal: float | None
 
 
 @dataclass

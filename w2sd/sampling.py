@@ -138,10 +138,10 @@ def reflect(
                          VPLevel.from_alpha_bar(schedule.alpha_bar(t_target)))
 
 
-def check_inversion(inversion: str, schedule: Schedule) -> None:
-    check_choice("inversion", inversion, INVERSIONS)
+def check_inversion(inversion: str, schedule: Schedule, key: str = "inversion") -> None:
+    check_choice(key, inversion, INVERSIONS)
     if inversion == "official" and not isinstance(schedule, DiscreteSchedule):
-        raise ConfigError("inversion='official' reproduces the released code's DDIMInverseScheduler index arithmetic "
+        raise ConfigError(f"{key}='official' reproduces the released code's DDIMInverseScheduler index arithmetic "
                           "on a DDPM timestep table, which a flow grid does not have; use inversion=exact")
 
 

@@ -5,6 +5,7 @@ schedulers) and `FlowSchedule` (velocity on (1 − σ, σ) levels, diffusers' Fl
 samplers only use `timesteps`, `level(i)`, `num_steps` and `prediction`."""
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -305,3 +306,23 @@ def flow_schedule_from_diffusers(config: Mapping, num_steps: int, *, mu: float |
     options = {k: config[k] for k in FLOW_OPTIONS if k in config and k not in
                ("base_shift", "max_shift", "base_image_seq_len", "max_image_seq_len")}
     return make_flow_schedule(num_steps, mu=mu, sigmas=sigmas, **options)
+
+
+SCHEDULE_KINDS = ("vp", "flow")
+
+
+def schedule_from_config(num_steps: int, options: Mapping,
+                         key: str = "sampler.schedule") -> DiscreteSchedule | FlowSchedule:
+    """The grid a `sampler.schedule` config names: `kind: flow` is a FlowMatchEuler grid (`make_flow_schedule`), no
+    kind (or `vp`) a DDPM-beta VP schedule (`make_schedule`)."""
+    options = dict(options)
+    kind = options.pop("kind", "vp")
+    if kind not in SCHEDULE_KINDS:
+        raise ConfigError(f"{key}.kind={kind!r} is not one of {SCHEDULE_KINDS}")
+    build = make_flow_schedule if kind == "flow" else make_schedule
+    accepted = [p for p in inspect.signature(build).parameters if p != "num_steps"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{key} has option(s) {unknown} that a {kind} schedule does not take; it takes {accepted} "
+                          f"(pick the grid with sampler/schedule=ddpm_linear|flow_match)")
+    return build(num_steps, **options)

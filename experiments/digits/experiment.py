@@ -34,7 +34,7 @@ from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.results import config_hash
 from w2sd.sampling import Denoiser, calibrate_threshold
-from w2sd.schedule import DiscreteSchedule, make_schedule
+from w2sd.schedule import DiscreteSchedule, schedule_from_config
 from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
 from w2sd.validation import ConfigError, check_int_range
@@ -86,6 +86,9 @@ class DigitsExperiment(Experiment):
             raise ConfigError(f"seeds={seeds} repeats a seed; repeated seeds would count the same samples twice")
         check_int_range("samples_per_seed", cfg.samples_per_seed, 2)
         sampler = self.sampler_cfg = resolve_sampler_config(OmegaConf.to_container(cfg.sampler, resolve=True))
+        if not isinstance(self.schedule(2), DiscreteSchedule):
+            raise ConfigError("the digits nets are ε-prediction nets trained on a VP schedule; keep "
+                              "sampler/schedule=ddpm_linear (flow-trained digits nets do not exist yet)")
         self.snapshots = self.plan()
         methods = OmegaConf.to_container(cfg.methods, resolve=True)
         if not methods:
@@ -142,7 +145,7 @@ class DigitsExperiment(Experiment):
         return UNetEps(net, self.schedule(2).alphas_cumprod, labels, guidance, self.cfg.digits.clip_x0)
 
     def schedule(self, steps: int) -> DiscreteSchedule:
-        return make_schedule(steps, **self.sampler_cfg["schedule"])
+        return schedule_from_config(steps, self.sampler_cfg["schedule"])
 
     # -- stages -------------------------------------------------------------------------------------------------
     def logger_factory(self, run_dir: Path):
