@@ -153,3 +153,20 @@ def test_flow_docs_commands_run_verbatim_or_say_why_not(tmp_path, capsys, monkey
             runpy.run_module(args[2], run_name="__main__")
             assert "Flux-width transformer" in capsys.readouterr().out
         assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_counts_parameters_from_the_checkpoints_safetensors_headers(tiny_flux, tmp_path, capsys,
+                                                                         monkeypatch) -> None:
+    from diffusers import FluxPipeline
+
+    from w2sd.pipelines.memory import component_parameters
+
+    counts, source = component_parameters({"path": str(tiny_flux["dev"])})
+    pipe = FluxPipeline.from_pretrained(tiny_flux["dev"])
+    assert source == "checkpoint"
+    for name in ("transformer", "text_encoder", "text_encoder_2", "vae"):
+        assert counts[name] * 1e9 == pytest.approx(sum(p.numel() for p in getattr(pipe, name).parameters()))
+    code, out, _ = run_here(["experiment=flux_guidance", "dry_run=true", "logger=none", f"hydra.run.dir={tmp_path}/r",
+                             f"gap.models.base.path={tiny_flux['dev']}"], capsys, monkeypatch)
+    assert code == 0 and f"found    gap.models.base: {tiny_flux['dev']}" in out
+    assert "; checkpoint)" in out and "— fits" in out  # a few MB of tiny weights fit the 24 GB card
