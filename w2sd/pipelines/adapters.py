@@ -154,6 +154,8 @@ def _cat(values: list[Any], device: torch.device) -> Any:
 class PipelineDenoiser:
     """ε(x, t) of one pipeline under one ModelSetting, for one batch of encoded conditioning."""
 
+    frames_in_batch = True  # video UNets take one text embedding per frame (batch-major), so rows do not line up
+
     def __init__(self, pipe: Any, setting: ModelSetting, conditioning: Conditioning, name: str = "setting",
                  switch: Switch | None = None) -> None:
         check_setting(name, setting, pipe)
@@ -186,7 +188,7 @@ class PipelineDenoiser:
         self.switch.moe(self.network, self.setting.moe)
         branches, kwargs, control_image = self.setting.branches, self.kwargs, self.control_image
         if rows is not None:
-            if x.dim() == 5:  # motion UNets repeat the text embeddings per frame: rows would not line up
+            if x.dim() == 5 and self.frames_in_batch:  # motion UNets repeat text embeddings per frame
                 raise ConfigError("adaptive reflection (threshold) is not supported on video pipelines; drop threshold")
             kwargs = _cat([take_rows(getattr(self.conditioning, b), rows) for b in branches], self.device)
             if control_image is not None:

@@ -280,6 +280,8 @@ class FlowDenoiser(PipelineDenoiser):
     latents in the sampler's layout (Flux: packed tokens); the transformer's output after the CFG combination is
     handed back as float32 on x's device — the velocity, which the samplers convert."""
 
+    frames_in_batch = False  # Wan's transformer takes one text embedding per video, so rows line up
+
     def __init__(self, pipe: Any, setting: ModelSetting, conditioning: Conditioning, name: str = "setting",
                  switch: Switch | None = None) -> None:
         super().__init__(pipe, setting, conditioning, name=name, switch=switch)
@@ -335,7 +337,7 @@ def decode_flow(pipe: Any, latents: torch.Tensor, height: int, width: int, outpu
     if kind != "wan":
         return decode(pipe, latents, output_type)
     vae = pipe.vae
-    latents = latents.to(next(vae.parameters()).device, vae.dtype)
+    latents = latents.to(execution_device(pipe), vae.dtype)
     view = (1, vae.config.z_dim, 1, 1, 1)
     mean = torch.tensor(vae.config.latents_mean).view(view).to(latents.device, latents.dtype)
     inv_std = 1.0 / torch.tensor(vae.config.latents_std).view(view).to(latents.device, latents.dtype)
