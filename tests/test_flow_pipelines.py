@@ -218,3 +218,19 @@ def test_flux_latents_argument_is_the_packed_x_T_the_pipeline_takes() -> None:
     assert torch.equal(drawn, given)
     with pytest.raises(ConfigError, match="latents have shape"):
         w2sd_generate(strong=(pipe, {}), weak=(pipe, {}), seed=5, latents=noise, **run)
+
+
+def test_prompt_gap_encodes_each_legs_prompt_with_the_pipelines_own_text_encoders() -> None:
+    from w2sd.methods import resolve_method
+    from w2sd.pipelines import ModelSetting
+    from w2sd.pipelines.generation import Batch, GenerationConfig, generate
+
+    pipe = FF.flux_pipeline(text=True)
+    settings = {"strong": ModelSetting(prompt="refined"), "weak": ModelSetting(prompt="raw")}
+    batch = Batch(prompts=("a cat",), refined=("a fluffy cat, studio light",))
+    config = GenerationConfig(T=T, height=SIZE, width=SIZE, output_type="latent")
+    for name, text in (("strong", batch.refined[0]), ("weak", batch.prompts[0])):
+        method = resolve_method(name, {"sampler": "ddim", "model": name}, {}, settings, T)
+        ours = generate(method, {name: (pipe, settings[name])}, batch, config, generator=generator()).output
+        ref = pipe(text, num_inference_steps=T, generator=generator(), height=SIZE, width=SIZE, output_type="latent")
+        np.testing.assert_allclose(ours.images, ref.images, atol=ATOL, rtol=0)

@@ -19,8 +19,8 @@ from w2sd.runner import build_experiment, run_experiment  # noqa: E402
 from w2sd.validation import ConfigError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FLOW_PRESETS = ("flux_guidance", "flux_weights", "flux_cfg", "flux_lora", "sd35_cfg", "sd35_weights", "wan_cfg",
-                "wan_weights")
+FLOW_PRESETS = ("flux_guidance", "flux_weights", "flux_cfg", "flux_lora", "flux_prompt_geneval", "sd35_cfg",
+                "sd35_weights", "wan_cfg", "wan_weights")
 
 
 @pytest.mark.slow
