@@ -1,6 +1,8 @@
 # The GPU smoke script's --tiny mode on the CPU: every pipeline kind runs its gap's methods, λ = 0 is diffusers' DDIM.
 import json
 
+import pytest
+
 from benchmarks.gpu_smoke import T, gap_config, main, preset_gap_config
 
 # one gap per pipeline kind (SDXL + LoRA, ControlNet, IP-Adapter, DiT-MoE, AnimateDiff-SDXL); the GPU run does all
@@ -21,6 +23,7 @@ def test_tiny_smoke_run_is_finite_counts_nfe_and_matches_diffusers_at_lambda_zer
     assert metrics["devices"]["model_cpu_offload"]["max_abs_diff"] == 0.0
 
 
+@pytest.mark.slow
 def test_tiny_flow_case_runs_the_flux_guidance_preset_and_matches_the_pipeline_at_lambda_zero(tmp_path) -> None:
     out = tmp_path / "smoke.json"
     main(["--tiny", "--gaps", "--flow", "flux_guidance", "--out", str(out)])
