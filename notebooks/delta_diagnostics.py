@@ -39,6 +39,7 @@ SMALL = os.environ.get("SMALL") == "1"
 ROOT = Path.cwd() if (Path.cwd() / "conf").exists() else Path.cwd().parent
 world = OmegaConf.load(ROOT / "conf/world/gmm_1d.yaml")
 sampler = OmegaConf.load(ROOT / "conf/sampler/w2sd.yaml")
+sampler.schedule = OmegaConf.load(ROOT / "conf/sampler/schedule/ddpm_linear.yaml")  # its default grid
 schedule = schedule_from_config(sampler.T, sampler.schedule)
 ideal_w, strong_w = [0.5, 0.5], [0.4, 0.6]
 ratios = [-1.0, 1.5, 2.0, 3.0, 4.0]

@@ -41,6 +41,7 @@ SMALL = os.environ.get("SMALL") == "1"
 ROOT = Path.cwd() if (Path.cwd() / "conf").exists() else Path.cwd().parent
 world = OmegaConf.load(ROOT / "conf/world/gmm_1d.yaml")
 sampler = OmegaConf.load(ROOT / "conf/sampler/w2sd.yaml")
+sampler.schedule = OmegaConf.load(ROOT / "conf/sampler/schedule/ddpm_linear.yaml")  # its default grid
 mixtures = {r: GaussianMixture.build(world.means, world.std, list(world[f"{r}_weights"]))
             for r in ("ideal", "strong", "weak")}
 print({r: m.weights.tolist() for r, m in mixtures.items()})

@@ -171,9 +171,9 @@ def test_weak_equals_strong_exact_inversion_moves_latents_only_by_the_inversion_
                 callback=lambda s: (steps.append(s), starts.append(s["x"])))
     worst = 0.0
     for i, step in enumerate(steps[:-1]):
-        x, a, b = starts[i], schedule.level(i), schedule.level(i + 1)
+        x, a, b = starts[i], schedule.level_alpha_bar(i), schedule.level_alpha_bar(i + 1)
         e_x = model(x, schedule.timesteps[i])
-        e_adv = model(ddim_transfer(x, e_x, a, b), schedule.timesteps[i])
+        e_adv = model(ddim_transfer(x, e_x, schedule.level(i), schedule.level(i + 1)), schedule.timesteps[i])
         c = abs((1 - a) ** 0.5 - (a / b) ** 0.5 * (1 - b) ** 0.5)
         moved = (step["x_reflected"] - x).abs().max().item()
         assert moved <= c * (e_adv - e_x).abs().max().item() + 1e-5
