@@ -3,7 +3,7 @@
 32×32 images); `--pipeline sd15 --T 10 --repeats 1 --out results/bench_sd15_cpu/results.json`: the real SD1.5 UNet
 architecture (its Hub config, random weights, ~3.5 GB in float32) on 64×64 latents, where the UNet dominates and
 wall(W2SD)/wall(standard) should approach the UNet-row ratio. `--table` prints the docs table of the stored result
-files. `--pipeline flux --T 10 --repeats 1 --out results/bench_flux_cpu/results.json`: a flow row, FLUX.1-dev's
+files. `--pipeline flux --T 10 --repeats 3 --out results/bench_flux_cpu/results.json`: a flow row, FLUX.1-dev's
 transformer at its real width (3072, its Hub config, random weights) with one double and one single block, guidance
 gap 3.5 vs 1.0 (every call one row, so the call ratio is the row ratio), 128×128 images (64 packed image tokens + 64
 text tokens); `--pipeline flux_tiny` is the tiny test FLUX.1-dev.
