@@ -7,7 +7,12 @@ methods as the presets run them) and each method: no NaN, NFE, wall time and pea
 checks: enable_model_cpu_offload, enable_sequential_cpu_offload, and strong/weak legs on different devices (a
 second GPU, else the CPU). λ = 0 against diffusers' DDIM pipeline is checked only on the tiny float32 pipelines
 (a real-size net with random weights is numerically chaotic, so there it measures time and memory only).
-`--tiny`: the shrunk test pipelines only, float32 on the CPU (tests/test_gpu_smoke.py runs it)."""
+`--tiny`: the shrunk test pipelines only, float32 on the CPU (tests/test_gpu_smoke.py runs it).
+
+Flow cases (`--flow`, default all of FLOW_GAPS): the flow presets' settings and methods (conf/experiment/flux_*.yaml,
+sd35_cfg, wan_cfg) on FLUX.1-dev / FLUX.1-schnell / SD3.5 Large / Wan2.1-1.3B architectures through the generation
+path, with random prompt embeddings of the real widths; λ = 0 against the pipeline's own output for the same
+generator on the tiny float32 pipelines."""
 from __future__ import annotations
 
 import argparse
@@ -26,11 +31,14 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+import flow_fixtures as FF  # noqa: E402
 import pipeline_fixtures as F  # noqa: E402
 
 from w2sd.methods import resolve_method, run_method  # noqa: E402
 from w2sd.pipelines import ModelSetting, PipelineDenoiser  # noqa: E402
 from w2sd.pipelines.encoding import encode  # noqa: E402
+from w2sd.pipelines.flow import euler_scheduler, flow_kind  # noqa: E402
+from w2sd.pipelines.generation import Batch, GenerationConfig, generate  # noqa: E402
 from w2sd.pipelines.latents import decode, initial_noise, latent_shape  # noqa: E402
 from w2sd.results import RESULTS_SCHEMA_VERSION, atomic_write_json  # noqa: E402
 from w2sd.schedule import schedule_from_diffusers  # noqa: E402
@@ -61,6 +69,98 @@ GAPS: dict[str, tuple[str, Callable[[], dict], dict]] = {
     "video": ("weights_cfg", lambda: {"strong": F.animatediff_sdxl_pipeline(0),
                                       "weak": F.animatediff_sdxl_pipeline(1, F.SDXL)}, {"frames": FRAMES}),
 }
+
+
+# flow preset (conf/experiment/<name>.yaml: its gap's settings and methods) → builder of its model table, frames
+FLOW_GAPS: dict[str, tuple[Callable[[], dict], int | None]] = {
+    "flux_guidance": (lambda: {"base": FF.flux_pipeline(0)}, None),
+    "flux_weights": (lambda: {"strong": FF.flux_pipeline(0), "weak": FF.flux_pipeline(1, FF.FLUX_SCHNELL)}, None),
+    "sd35_cfg": (lambda: {"base": FF.sd3_pipeline(0)}, None),
+    "wan_cfg": (lambda: {"base": FF.wan_pipeline(0)}, FF.WAN_FRAMES),
+}
+
+
+def preset_gap_config(preset: str) -> dict:
+    """settings + methods a flow preset runs: its gap file's, updated by the preset's own gap.settings/methods."""
+    raw = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "experiment" / f"{preset}.yaml"))
+    gap = next(d["override /gap"] for d in raw["defaults"] if isinstance(d, dict) and "override /gap" in d)
+    base = gap_config(gap)
+    return {key: {**base[key], **(raw.get("gap", {}).get(key) or {})} for key in ("settings", "methods")}
+
+
+def flow_embeds(pipe: Any, n: int = 1, seq: int = 16) -> dict[str, torch.Tensor]:
+    """Random prompt / negative embeddings of the transformer's real text widths (no text encoders are built)."""
+    config, gen = pipe.transformer.config, torch.Generator().manual_seed(SEED)
+    width = getattr(config, "joint_attention_dim", None) or config.text_dim
+    out = {}
+    for prefix in ("", "negative_"):
+        out[f"{prefix}prompt_embeds"] = torch.randn(n, seq, width, generator=gen)
+        if getattr(config, "pooled_projection_dim", None):
+            out[f"{prefix}pooled_prompt_embeds"] = torch.randn(n, config.pooled_projection_dim, generator=gen)
+    return out
+
+
+def run_flow_gap(preset: str, device: torch.device, dtype: torch.dtype, tiny: bool) -> dict:
+    """Every method of one flow preset through w2sd.pipelines.generation: NFE, wall time, peak memory, finite."""
+    build, frames = FLOW_GAPS[preset]
+    config = preset_gap_config(preset)
+    if tiny:
+        pipes = build()
+    else:
+        with F.real_size(), torch.device(device):
+            pipes = build()
+        frames = 17 if frames else None  # Wan: 17 frames (5 latent frames) keep the smoke run short
+    pipes = {name: pipe.to(device, dtype) for name, pipe in pipes.items()}
+    settings = {name: ModelSetting.from_config(name, raw) for name, raw in config["settings"].items()}
+    some = next(iter(pipes.values()))
+    size = FF.SIZE if tiny else (512 if flow_kind(some) == "wan" else 1024)
+    embeds = {k: v.to(device, dtype) for k, v in flow_embeds(some).items()}
+    rows = {}
+    for method, spec in config["methods"].items():
+        resolved = resolve_method(method, spec, {"lam": T - 1}, settings, T)
+        models = {name: (pipes[settings[name].model], settings[name]) for name in resolved["roles"].values()}
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        synchronize(device)
+        start = time.perf_counter()
+        out = generate(resolved, models, Batch(prompt_embeds=embeds),
+                       GenerationConfig(T=T, height=size, width=size, num_frames=frames, output_type="np"),
+                       seeds=[SEED])
+        synchronize(device)
+        decoded = np.asarray(out.output.frames if frames else out.output.images)
+        rows[method] = {"nfe": out.nfe, "wall_time_s": time.perf_counter() - start,
+                        "peak_memory_gb": peak_memory_gb(device),
+                        "finite": bool(torch.isfinite(out.latents).all()) and bool(np.isfinite(decoded).all())}
+    return {"size": size, "frames": frames, "methods": rows}
+
+
+def lambda_zero_flow(preset: str, device: torch.device) -> float:
+    """max |Δ| of W2SD at λ = 0 with the preset's strong setting vs the pipeline's own output (Wan: with
+    FlowMatchEuler at its flow_shift) for the same generator; tiny float32 pipelines, output_type latent."""
+    from w2sd.pipelines import w2sd_generate
+
+    build, frames = FLOW_GAPS[preset]
+    strong = ModelSetting.from_config("strong", preset_gap_config(preset)["settings"]["strong"])
+    pipe = build()[strong.model].to(device)
+    kind, embeds = flow_kind(pipe), {k: v.to(device) for k, v in flow_embeds(pipe).items()}
+    if strong.cfg == 1.0 or kind == "flux":  # no uncond branch run (Flux: true CFG only with cfg ≠ 1)
+        theirs = {"guidance_scale": strong.guidance or 3.5} if kind == "flux" else {"guidance_scale": 1.0}
+        if strong.cfg != 1.0:
+            theirs["true_cfg_scale"] = strong.cfg
+        else:
+            embeds = {k: v for k, v in embeds.items() if not k.startswith("negative_")}
+    else:
+        theirs = {"guidance_scale": strong.cfg}
+    video = {"num_frames": frames} if frames else {}
+    ours = w2sd_generate(strong=(pipe, strong), weak=(pipe, strong), prompt_embeds=embeds, T=T, lam=0,
+                         generator=torch.Generator().manual_seed(SEED), height=FF.SIZE, width=FF.SIZE,
+                         output_type="latent", **video)
+    twin = type(pipe).from_pipe(pipe, scheduler=euler_scheduler(pipe)) if kind == "wan" else pipe
+    twin.set_progress_bar_config(disable=True)
+    ref = twin(**embeds, **theirs, num_inference_steps=T, generator=torch.Generator().manual_seed(SEED),
+               height=FF.SIZE, width=FF.SIZE, output_type="latent", **video)
+    ours, ref = (torch.as_tensor(o.frames if frames else o.images).cpu() for o in (ours, ref))
+    return float((ours - ref).abs().max())
 
 
 def gap_config(name: str) -> dict:
@@ -212,15 +312,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default=None, help="default: cuda (cpu with --tiny)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
     parser.add_argument("--gaps", nargs="*", default=sorted(GAPS), choices=sorted(GAPS))
+    parser.add_argument("--flow", nargs="*", default=sorted(FLOW_GAPS), choices=sorted(FLOW_GAPS),
+                        help="flow presets to run (Flux, SD3.5, Wan); give none to skip")
     parser.add_argument("--out", type=Path, default=None, help="default: results/gpu_smoke/<device>.json")
     args = parser.parse_args(argv)
     device = torch.device(args.device or ("cpu" if args.tiny else "cuda"))
     dtype = torch.float32 if args.tiny else getattr(torch, args.dtype)
     torch.set_grad_enabled(False)
     lambda_zero = {gap: lambda_zero_gap(gap, device) for gap in args.gaps}  # tiny float32 nets on the device
+    lambda_zero |= {f"flow:{preset}": lambda_zero_flow(preset, device) for preset in args.flow}
     gaps = {}
     for gap in args.gaps:
         gaps[gap] = run_gap(gap, device, dtype, args.tiny)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    for preset in args.flow:
+        gaps[f"flow:{preset}"] = run_flow_gap(preset, device, dtype, args.tiny)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     results = {"schema_version": RESULTS_SCHEMA_VERSION, "experiment": "gpu_smoke",

@@ -30,21 +30,25 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from w2sd.experiment import Experiment, RunResult
-from w2sd.methods import resolve_method, resolve_sampler_config, sampler_defaults
+from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.pipelines.adapters import ModelSetting
+from w2sd.pipelines.flow import check_flow_specs, flow_kind_of_class
 from w2sd.pipelines.generation import Batch, GenerationConfig, generate
 from w2sd.pipelines.latents import to_uint8
 from w2sd.pipelines.loading import check_model_spec, load_pipeline
+from w2sd.pipelines.memory import device_memory_gb, weight_memory_lines
 from w2sd.pipelines.prompts import PromptItem, load_prompts
 from w2sd.results import atomic_write_bytes, atomic_write_json, atomic_write_text, config_hash
+from w2sd.schedule import make_schedule
 from w2sd.seeding import SEED_STRIDE
 from w2sd.validation import ConfigError, check_choice
 
-GAP_TYPES = ("weights", "lora", "cfg", "prompt", "controlnet", "ip_adapter", "moe", "weights_cfg")
+GAP_TYPES = ("weights", "lora", "cfg", "guidance", "prompt", "controlnet", "ip_adapter", "moe", "weights_cfg")
 MANIFEST_COLUMNS = ("method", "index", "seed", "prompt", "path", "frames")
 # config keys that do not change any image (so a run may resume with other values); the image paths are hashed by
 # content per image instead
-PLACEMENT_KEYS = ("trainer", "batch_size", "grid_size", "cpu_threads", "control_image", "ip_adapter_image")
+PLACEMENT_KEYS = ("trainer", "batch_size", "grid_size", "cpu_threads", "control_image", "ip_adapter_image",
+                  "device_memory_gb")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,23 @@ class PromptDataset(Dataset):
 
 def _as_list(batch: list[PromptItem]) -> list[PromptItem]:
     return batch
+
+
+def calls_and_rows(resolved: Mapping, settings: Mapping[str, ModelSetting], T: int) -> tuple[int, int]:
+    """(denoiser calls, network batch-rows) one image of a method costs, counted by running its sampler on zero
+    outputs; a CFG pass is one call of 2 rows (scale 1 or 0: 1 row)."""
+    rows = [0]
+
+    def zero(name: str):
+        def model(x, t, **_):
+            rows[0] += len(settings[name].branches)
+            return torch.zeros_like(x)
+        return model
+
+    denoisers = {name: zero(name) for name in resolved["roles"].values()}
+    out = run_method(resolved, denoisers, torch.zeros(1, 1), make_schedule(T),
+                     generators=[torch.Generator().manual_seed(0)])
+    return out.nfe, rows[0]
 
 
 def file_digest(path: str | Path) -> str:
@@ -260,10 +281,21 @@ class GenerationExperiment(Experiment):
         prompts_cfg = OmegaConf.to_container(cfg.prompts, resolve=True)
         for name, setting in settings.items():
             self._check_setting(name, setting, models, pipeline, prompts_cfg)
+        check_flow_specs(models, settings)
+        if any(flow_kind_of_class(spec.get("pipeline")) for spec in models.values()):
+            official = [m for m, r in methods.items() if r["options"].get("inversion") == "official"]
+            if official:
+                raise ConfigError(f"methods {official} use inversion=official, the released code's DDPM index "
+                                  "arithmetic, which a flow grid does not have; use sampler.inversion=exact")
         for kind, key in (("controlnet", "control_scale"), ("ip_adapter", "ip_adapter_scale")):
             if gap["type"] == kind and not any(getattr(s, key) for s in settings.values()):
                 raise ConfigError(f"gap.type={kind} but no setting has {key} != 0; set settings.*.{key}")
-        self.items = load_prompts(prompts_cfg)
+        try:
+            self.items = load_prompts(prompts_cfg)
+        except ConfigError as err:  # a dry run reports the missing prompt file with the weights
+            if not cfg.get("dry_run"):
+                raise
+            self.items, self.prompts_missing = [], str(err)
         used = {"control_image": any(s.control_scale for s in settings.values()),
                 "ip_adapter_image": any(models[s.model].get("ip_adapter") for s in settings.values())}
         for kind in (k for k, needed in used.items() if needed):
@@ -271,6 +303,9 @@ class GenerationExperiment(Experiment):
             if missing:
                 raise ConfigError(f"prompts {missing} have an empty {prompts_cfg[f'{kind}_column']!r} column and "
                                   f"pipeline.{kind} is not set; fill the column or set pipeline.{kind}=/path.png")
+        if cfg.get("dry_run"):  # report weights, cost and memory; nothing is loaded, written or generated
+            print(self.dry_run_report(models, settings, methods, sampler, pipeline))
+            raise SystemExit(0)
         for name, spec in models.items():
             check_model_spec(f"gap.models.{name}", spec)
         self.plan = GenerationPlan(
@@ -282,6 +317,34 @@ class GenerationExperiment(Experiment):
             cpu_threads=pipeline.get("cpu_threads"))
         self.lam = lam
         self.pipeline_cfg = pipeline
+
+    def dry_run_report(self, models: Mapping, settings: Mapping[str, ModelSetting], methods: Mapping,
+                       sampler: Mapping, pipeline: Mapping) -> str:
+        """Every hub weight (found / download / MISSING), the cost per method and in all, and the weight memory of
+        the models the methods use, with the offload to pick when they do not fit the device together."""
+        from experiments.table import model_weight_lines  # the table runner's report, one line per weight
+
+        missing = getattr(self, "prompts_missing", None)
+        T = sampler["T"]
+        n = len(self.items) if not missing else int(self.cfg.prompts.get("limit") or 0)
+        used = sorted({settings[role].model for r in methods.values() for role in r["roles"].values()})
+        lines = [f"{self.cfg.name}: weights (found / download / MISSING; set paths with ++<key>=/path):"]
+        for name in used:
+            lines += model_weight_lines(f"gap.models.{name}", models[name])
+        lines.append(f"  MISSING  {missing}" if missing else
+                     f"  found    prompts.file: {self.cfg.prompts.file} ({len(self.items)} prompts)")
+        lines.append(f"cost (T = {T}, {n} prompts; NFE = network calls per image, rows = latents through the "
+                     "network, a CFG pass is 2):")
+        calls, rows = 0, 0
+        for method, resolved in methods.items():
+            nfe, r = calls_and_rows(resolved, settings, T)
+            calls, rows = calls + n * nfe, rows + n * r
+            lines.append(f"  {method}: NFE {nfe}, transformer rows {r}" if any(
+                flow_kind_of_class(models[settings[s].model].get("pipeline")) for s in resolved["roles"].values())
+                else f"  {method}: NFE {nfe}, network rows {r}")
+        lines.append(f"  total: {n * len(methods)} images, {calls:,} calls, {rows:,} rows")
+        lines += weight_memory_lines(models, used, device_memory_gb(pipeline.get("device_memory_gb")))
+        return "\n".join(lines)
 
     @staticmethod
     def _check_setting(name: str, setting: ModelSetting, models: Mapping, pipeline: Mapping, prompts: Mapping) -> None:

@@ -34,7 +34,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from experiments.evaluate import method_images
 from experiments.gallery import Column, write_gallery
 from experiments.generate import GenerationExperiment
-from paper_figures.paper_tables import TABLES, our_value
+from paper_figures.paper_tables import ALL_TABLES, our_value
 from w2sd.evaluation.aesthetic import AESTHETIC_HEAD_FILE, AESTHETIC_HEAD_REPO
 from w2sd.evaluation.distribution import _feed as stream_batches  # the batching FID/IS already use
 from w2sd.evaluation.distribution import inception_extractor, reference_images
@@ -285,10 +285,10 @@ class TableExperiment(Experiment):
     def validate(self) -> None:
         cfg = self.cfg
         self.table = str(cfg.paper_table)
-        if self.table not in TABLES:
+        if self.table not in ALL_TABLES:
             raise ConfigError(f"paper_table={self.table!r} is not a paper table here; choose from "
-                              f"{sorted(TABLES, key=int)}")
-        self.caption, self.columns, paper_blocks = TABLES[self.table]
+                              f"{sorted(ALL_TABLES, key=lambda t: (not t.isdigit(), t.zfill(3)))}")
+        self.caption, self.columns, paper_blocks = ALL_TABLES[self.table]
         check_int_range("devices", cfg.devices, 1)
         self.shards = check_int_range("shards", cfg.shards, 1)
         self.shard = None if cfg.shard is None else check_int_range("shard", cfg.shard, 0, self.shards - 1,

@@ -1,5 +1,5 @@
 # The overhead benchmark counts real UNet rows and re-counts the released code's schedule correctly.
-from benchmarks.bench_overhead import SETTINGS, measure, released_code_rows, summarise
+from benchmarks.bench_overhead import SETTINGS, measure, measure_flow, released_code_rows, summarise
 
 
 def test_released_code_recount_runs_batch_two_cfg_even_at_scale_one() -> None:
@@ -14,3 +14,10 @@ def test_measured_rows_and_nfe_follow_single_branch_legs() -> None:
     assert measured["w2sd"]["nfe"] == 3 + 2 * 2 and measured["w2sd"]["unet_rows"] == 3 * 2 + 2 * (1 + 1)
     summary = summarise(measured, released_code_rows(3, 2, {n: s.cfg for n, s in SETTINGS.items()}))
     assert summary["released_rows_over_ours"] == (6 + 2 * 4) / 10
+
+
+def test_flow_row_counts_one_transformer_row_per_call_of_the_guidance_gap() -> None:
+    measured = measure_flow(T=3, repeats=1, pipeline="flux_tiny")
+    assert measured["standard"]["nfe"] == measured["standard"]["unet_rows"] == 3
+    assert measured["w2sd"]["nfe"] == measured["w2sd"]["unet_rows"] == 3 + 2 * 2
+    assert all(row["cpu_time_s"] > 0 for row in measured.values())

@@ -101,6 +101,7 @@ class PipelineSchema:
     ip_adapter_image: str | None
     cpu_threads: int | None = _at_least(1)
     grid_size: int = _at_least(1)
+    device_memory_gb: float | None
     trainer: TrainerSchema
 
 
@@ -193,6 +194,7 @@ class GapSettingSchema:
     control_scale: float
     ip_adapter_scale: float
     moe: dict[str, Any] | None
+    guidance: float | None
 
 
 @dataclass

@@ -1,9 +1,10 @@
-# Turning a diffusers pipeline + a model setting (LoRA, CFG, prompt, ControlNet, IP-Adapter, MoE routing) into ε(x, t).
+# A diffusers pipeline + a model setting (LoRA, CFG, guidance, prompt, ControlNet, IP-Adapter, MoE) as ε(x, t).
 """The core samplers only see `eps(x, t) -> Tensor`. A `ModelSetting` says which configuration of a pipeline's
 network that callable stands for; `Conditioning` holds the already-encoded prompt (per branch: conditional /
 unconditional) so the denoiser does no text encoding inside the sampling loop. CFG runs the batch-2 pass only
 when it is needed: scale 1 is the conditional branch alone and scale 0 the unconditional branch alone (the
-released code always ran both, paper.md §1.4)."""
+released code always ran both, paper.md §1.4). Flow pipelines (Flux, SD3, Wan: w2sd/pipelines/flow.py) use the same
+denoiser with their own transformer pass and hand back the flow velocity."""
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ from w2sd.sampling import take_rows
 from w2sd.schedule import ddim_scheduler
 from w2sd.validation import ConfigError, check_choice
 
-SETTING_KEYS = ("model", "cfg", "lora", "prompt", "control_scale", "ip_adapter_scale", "moe")
+SETTING_KEYS = ("model", "cfg", "guidance", "lora", "prompt", "control_scale", "ip_adapter_scale", "moe")
 PROMPT_VARIANTS = ("raw", "refined")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # what DDIMScheduler.step converts to ε
 
@@ -36,6 +37,7 @@ class ModelSetting:
     control_scale: float = 0.0               # ControlNet conditioning scale; 0 = plain pipeline
     ip_adapter_scale: float = 0.0            # IP-Adapter image-prompt scale; 0 = plain pipeline
     moe: tuple[str, int] | None = None       # (route, k): MoE layers use the top-k or bottom-k experts
+    guidance: float | None = None            # Flux guidance embedding (FLUX.1-dev); None = the pipeline's default
 
     @classmethod
     def from_config(cls, name: str, cfg: Mapping | ModelSetting) -> ModelSetting:
@@ -53,7 +55,8 @@ class ModelSetting:
         return cls(model=str(cfg.get("model", "base")), cfg=float(cfg.get("cfg", 1.0)),
                    lora=None if lora is None else {str(k): float(v) for k, v in lora.items()},
                    prompt=str(cfg.get("prompt", "raw")), control_scale=float(cfg.get("control_scale", 0.0)),
-                   ip_adapter_scale=float(cfg.get("ip_adapter_scale", 0.0)), moe=moe)
+                   ip_adapter_scale=float(cfg.get("ip_adapter_scale", 0.0)), moe=moe,
+                   guidance=None if cfg.get("guidance") is None else float(cfg["guidance"]))
 
     @property
     def branches(self) -> tuple[str, ...]:
@@ -103,6 +106,15 @@ def check_setting(name: str, setting: ModelSetting, pipe: Any) -> None:
                           f"models.{setting.model}.ip_adapter or call pipe.load_ip_adapter(...)")
     if setting.moe is not None and not moe_layers(network):
         raise ConfigError(f"setting {name!r}: moe routing needs MoE layers; give models.{setting.model}.moe")
+    from w2sd.pipelines.flow import check_flow_setting, flow_kind  # deferred: flow.py builds on this module
+
+    if flow_kind(pipe) is not None:
+        check_flow_setting(name, setting, pipe)
+        execution_device(pipe)
+        return
+    if setting.guidance is not None:
+        raise ConfigError(f"setting {name!r}: guidance={setting.guidance} is Flux's guidance embedding; "
+                          f"{type(pipe).__name__} has none — use cfg")
     prediction = prediction_type(pipe)
     if prediction not in PREDICTION_TYPES:
         raise ConfigError(f"model {setting.model!r}: prediction_type={prediction!r} is not supported; the DDIM-based "
@@ -111,6 +123,11 @@ def check_setting(name: str, setting: ModelSetting, pipe: Any) -> None:
 
 
 def prediction_type(pipe: Any) -> str:
+    """epsilon | v_prediction | sample (DDPM pipelines), velocity (flow pipelines: the samplers convert it)."""
+    from w2sd.pipelines.flow import flow_kind
+
+    if flow_kind(pipe) is not None:
+        return "velocity"
     return getattr(pipe.scheduler.config, "prediction_type", None) or "epsilon"
 
 
@@ -137,6 +154,8 @@ def _cat(values: list[Any], device: torch.device) -> Any:
 class PipelineDenoiser:
     """ε(x, t) of one pipeline under one ModelSetting, for one batch of encoded conditioning."""
 
+    frames_in_batch = True  # video UNets take one text embedding per frame (batch-major), so rows do not line up
+
     def __init__(self, pipe: Any, setting: ModelSetting, conditioning: Conditioning, name: str = "setting",
                  switch: Switch | None = None) -> None:
         check_setting(name, setting, pipe)
@@ -148,7 +167,7 @@ class PipelineDenoiser:
         self.network, self.device = denoiser_network(pipe), execution_device(pipe)
         # non-ε networks are converted with ā of their own training schedule at the queried timestep
         self.prediction = prediction_type(pipe)
-        self.alphas_cumprod = None if self.prediction == "epsilon" else \
+        self.alphas_cumprod = None if self.prediction in ("epsilon", "velocity") else \
             ddim_scheduler(pipe.scheduler.config).alphas_cumprod.to(torch.float64)
         # a UNet with an IP-Adapter needs image embeds even at scale 0, where they are ignored
         if has_ip_adapter(self.network) and "image_embeds" not in conditioning.cond.get("added_cond_kwargs", {}):
@@ -169,19 +188,16 @@ class PipelineDenoiser:
         self.switch.moe(self.network, self.setting.moe)
         branches, kwargs, control_image = self.setting.branches, self.kwargs, self.control_image
         if rows is not None:
-            if x.dim() == 5:  # motion UNets repeat the text embeddings per frame: rows would not line up
+            if x.dim() == 5 and self.frames_in_batch:  # motion UNets repeat text embeddings per frame
                 raise ConfigError("adaptive reflection (threshold) is not supported on video pipelines; drop threshold")
             kwargs = _cat([take_rows(getattr(self.conditioning, b), rows) for b in branches], self.device)
             if control_image is not None:
                 control_image = _cat([take_rows(self.conditioning.control_image, rows)] * len(branches), self.device)
         # x stays float32 on the sampler's device; each leg runs on its own device and dtype and hands ε back there
         x_in = torch.cat([x] * len(branches)).to(self.device, self.network.dtype)
-        timestep = torch.full((x_in.shape[0],), t, dtype=torch.long, device=self.device)
-        if self.controlnet is not None:
-            down, mid = self.controlnet(x_in, timestep, controlnet_cond=control_image,
-                                        conditioning_scale=self.setting.control_scale, return_dict=False, **kwargs)
-            kwargs = {**kwargs, "down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        out = self.network(x_in, timestep, return_dict=False, **kwargs)[0].to(x.device, x.dtype)
+        if control_image is not None:
+            kwargs = {**kwargs, "controlnet_cond": control_image}
+        out = self.forward(x_in, t, kwargs).to(x.device, x.dtype)
         if out.shape[1] == 2 * x.shape[1]:  # learned-variance models (DiT) also output Σ; keep ε
             out = out[:, : x.shape[1]]
         if len(branches) > 1:
@@ -189,9 +205,21 @@ class PipelineDenoiser:
             out = uncond + self.setting.cfg * (cond - uncond)
         return self.to_epsilon(out, x, t)
 
+    def forward(self, x_in: torch.Tensor, t: int, kwargs: dict[str, Any]) -> torch.Tensor:
+        """One network pass on the batched branches (a UNet or DiT at an integer timestep, ControlNet first)."""
+        timestep = torch.full((x_in.shape[0],), t, dtype=torch.long, device=self.device)
+        control_image = kwargs.get("controlnet_cond")
+        if control_image is not None:
+            kwargs = {k: v for k, v in kwargs.items() if k != "controlnet_cond"}
+            down, mid = self.controlnet(x_in, timestep, controlnet_cond=control_image,
+                                        conditioning_scale=self.setting.control_scale, return_dict=False, **kwargs)
+            kwargs = {**kwargs, "down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        return self.network(x_in, timestep, return_dict=False, **kwargs)[0]
+
     def to_epsilon(self, out: torch.Tensor, x: torch.Tensor, t: int) -> torch.Tensor:
-        """The network's prediction as ε, with DDIMScheduler.step's formulas (v: ε = √ā·v + √(1−ā)·x_t)."""
-        if self.prediction == "epsilon":
+        """The network's prediction in the form the samplers take: ε, with DDIMScheduler.step's formulas
+        (v: ε = √ā·v + √(1−ā)·x_t); a flow velocity as it is (the samplers convert it on a FlowSchedule)."""
+        if self.prediction in ("epsilon", "velocity"):
             return out
         a = float(self.alphas_cumprod[t])
         if self.prediction == "v_prediction":

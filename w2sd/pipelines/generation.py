@@ -1,7 +1,9 @@
-# The one generation path on diffusers pipelines: encode → ε-denoisers → x_T → schedule → any method → decode.
+# The one generation path on diffusers pipelines: encode → denoisers → x_T → schedule → any method → decode.
 """`w2sd_generate` (one call on pipelines you hold) and the generation experiment (once per Lightning batch) both
 call `generate`, so a fix to any stage lands in one place. Per-leg model state (LoRA, IP-Adapter scale, MoE routing)
-is switched inside `preserved`, so the pipelines come back exactly as they were handed in, also after an error."""
+is switched inside `preserved`, so the pipelines come back exactly as they were handed in, also after an error. Flow
+pipelines (Flux, SD3, Wan) take the same path; w2sd/pipelines/flow.py supplies their conditioning, velocity
+callable, latent layout, σ grid and decoding."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +23,17 @@ from w2sd.pipelines.adapters import (
     has_ip_adapter,
 )
 from w2sd.pipelines.encoding import encode
+from w2sd.pipelines.flow import (
+    FlowDenoiser,
+    call_default,
+    check_same_latent_space,
+    decode_flow,
+    encode_flow,
+    flow_kind,
+    flow_schedule,
+    noise_shape,
+    packer,
+)
 from w2sd.pipelines.latents import _output_class, decode, initial_noise, latent_shape, vae_scale_factor
 from w2sd.pipelines.state import Switch, preserved
 from w2sd.schedule import schedule_from_diffusers
@@ -38,7 +51,7 @@ class GenerationConfig:
     T: int = 50                                          # DDIM steps over the output pipeline's training schedule
     height: int | None = None                            # None: the output pipeline's default size
     width: int | None = None
-    num_frames: int | None = None                        # frames for video pipelines (AnimateDiff); None for images
+    num_frames: int | None = None                        # frames for video pipelines (AnimateDiff, Wan); None: images
     negative_prompt: str | tuple[str, ...] | None = None  # one for all samples, or one per sample
     output_type: str = "pil"                             # pil | np | pt | latent (no decoding)
     safety_checker: bool = False                         # run the output pipeline's safety checker if it has one
@@ -69,8 +82,10 @@ class Generated:
     nfe: int             # denoiser calls per sample, counted by the sampler
 
 
-def default_size(pipe: Any) -> int:
-    """The pipeline's default image side in pixels, as its __call__ picks it."""
+def default_size(pipe: Any, side: str = "height") -> int:
+    """The pipeline's default image side in pixels, as its __call__ picks it (Wan: its 480 × 832 defaults)."""
+    if isinstance(call_default(pipe, side), int):
+        return int(call_default(pipe, side))
     sample = getattr(pipe, "default_sample_size", None) or int(denoiser_network(pipe).config.sample_size)
     return sample * vae_scale_factor(pipe)
 
@@ -83,13 +98,15 @@ def starting_noise(
     seeds: Sequence[int] | None = None,
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     latents: torch.Tensor | None = None,
+    pack: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list[torch.Generator]]:
     """(x_T, one generator per sample for samplers that draw fresh noise later).
 
     seeds: one CPU generator per seed (images independent of batch size). generator: as in diffusers — a list gives
     sample i its own generator, one generator draws the whole batch (and all later noise) in order. latents: x_T
     itself (unit variance, as diffusers' `latents=` with a DDIM scheduler); then only the later noise comes from
-    the seeds or generators, which for seeds advance exactly as if they had drawn x_T."""
+    the seeds or generators, which for seeds advance exactly as if they had drawn x_T. `pack` puts drawn noise in
+    the sampler's layout (Flux's packed tokens); `latents` are given in that layout, as the pipeline takes them."""
     if generator is None:
         x, generators = initial_noise(pipe, seeds, shape)
     else:
@@ -99,6 +116,9 @@ def starting_noise(
                               "(prompts × num_images_per_prompt) or a single generator")
         x = None if latents is not None else randn_tensor((n, *shape), generator=generator, dtype=torch.float32,
                                                           device=torch.device("cpu"))
+    if pack is not None:
+        shape = tuple(pack(torch.zeros(1, *shape)).shape[1:])
+        x = None if x is None else pack(x)
     if latents is not None:
         if tuple(latents.shape) != (n, *shape):
             raise ConfigError(f"latents have shape {tuple(latents.shape)}; this call needs {(n, *shape)} "
@@ -161,18 +181,29 @@ def generate(
                           f"{list(CALLBACK_TENSOR_INPUTS)}")
     roles = method["roles"]
     pipe = models[roles.get("final") or roles.get("strong") or roles["model"]][0]
-    n = len(batch)
-    height, width = config.height or default_size(pipe), config.width or default_size(pipe)
-    shape = latent_shape(pipe, height, width, config.num_frames)
-    x, generators = starting_noise(pipe, shape, n, seeds=seeds, generator=generator, latents=latents)
-    schedule = schedule_from_diffusers(dict(pipe.scheduler.config), config.T)
     names = sorted(set(roles.values()))
+    check_same_latent_space({name: models[name][0] for name in names})
+    flow = flow_kind(pipe) is not None
+    n = len(batch)
+    height, width = config.height or default_size(pipe), config.width or default_size(pipe, "width")
+    num_frames = config.num_frames if config.num_frames is not None or flow_kind(pipe) != "wan" \
+        else call_default(pipe, "num_frames")
+    shape = noise_shape(pipe, height, width, num_frames) if flow else latent_shape(pipe, height, width, num_frames)
+    x, generators = starting_noise(pipe, shape, n, seeds=seeds, generator=generator, latents=latents,
+                                   pack=packer(pipe))
+    schedule = flow_schedule(pipe, config.T, x) if flow else schedule_from_diffusers(dict(pipe.scheduler.config),
+                                                                                      config.T)
     switch = Switch()
     with preserved(models[name][0] for name in names):
         denoisers = {}
         for name in names:
             leg_pipe, setting = models[name]
             prompts = batch.refined if setting.prompt == "refined" else batch.prompts
+            if flow:
+                cond = encode_flow(leg_pipe, setting, prompts, negative_prompt=config.negative_prompt,
+                                   prompt_embeds=batch.prompt_embeds, height=height, width=width, switch=switch)
+                denoisers[name] = FlowDenoiser(leg_pipe, setting, cond, name=name, switch=switch)
+                continue
             cond = encode(leg_pipe, setting, prompts, negative_prompt=config.negative_prompt,
                           prompt_embeds=batch.prompt_embeds, height=height, width=width, num_frames=config.num_frames,
                           control_images=batch.control_images if setting.control_scale else None,
@@ -183,6 +214,8 @@ def generate(
         with pipe.progress_bar(total=schedule.num_steps) as bar:
             on_step = _diffusers_callback(pipe, callback_on_step_end, callback_on_step_end_tensor_inputs, bar)
             out = run_method(method, denoisers, x.to(device), schedule, generators=generators, callback=on_step)
+    if flow:
+        return Generated(decode_flow(pipe, out.x, height, width, config.output_type), out.x, out.nfe)
     checked = config.safety_checker and config.output_type != "latent" and config.num_frames is None
     if checked and getattr(pipe, "safety_checker", None) is not None:
         return Generated(_checked(pipe, out.x, config.output_type), out.x, out.nfe)

@@ -9,6 +9,7 @@
 a missing model is reported at validation time in one line (no hub retries); without it diffusers may download."""
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,11 +70,33 @@ def _ip_adapter_source(key: str, spec: Mapping) -> str:
     return resolve_source(key, spec, f"{spec.get('subfolder') or '.'}/{spec['weight_name']}".removeprefix("./"))
 
 
+def spec_config(spec: Mapping, file: str) -> dict | None:
+    """A component config of a model spec read before any weight loads (e.g. "transformer/config.json"): from the
+    local `path`, else from the HF cache snapshot of the `id`; None when it is not on this machine."""
+    if spec.get("path"):
+        candidate = Path(spec["path"]) / file
+        found = str(candidate) if candidate.is_file() else None
+    elif spec.get("id"):
+        try:
+            found = try_to_load_from_cache(spec["id"], file)
+        except ValueError:  # not a valid repo id
+            found = None
+    else:
+        found = None
+    if not isinstance(found, str):
+        return None
+    try:
+        return json.loads(Path(found).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def pipeline_class(key: str, name: str) -> type:
     cls = getattr(diffusers, str(name), None)
     if not isinstance(cls, type) or not issubclass(cls, diffusers.DiffusionPipeline):
         raise ConfigError(f"{key}.pipeline={name!r} is not a diffusers pipeline class; "
-                          "use e.g. StableDiffusionPipeline, StableDiffusionXLPipeline, AnimateDiffSDXLPipeline")
+                          "use e.g. StableDiffusionXLPipeline, AnimateDiffSDXLPipeline, FluxPipeline, "
+                          "StableDiffusion3Pipeline, WanPipeline")
     return cls
 
 

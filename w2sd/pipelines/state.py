@@ -18,7 +18,7 @@ from torch import nn
 from w2sd.pipelines.moe import moe_layers, set_routing
 
 # pipeline attributes whose modules may carry LoRA layers, IP-Adapter processors or MoE layers
-STATEFUL_MODULES = ("unet", "transformer", "text_encoder", "text_encoder_2", "controlnet")
+STATEFUL_MODULES = ("unet", "transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "controlnet")
 
 
 def loaded_adapters(module: nn.Module) -> set[str]:
