@@ -134,11 +134,11 @@ def doc_commands(page: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_flow_docs_commands_run_verbatim_or_say_why_not(tmp_path, capsys, monkeypatch) -> None:
-    """docs/flow-pipelines.md: each command runs here as written (in-process), unless it says why not."""
+    """docs/flow-matching.md: each command runs here as written (in-process), unless it says why not."""
     import runpy
     import shlex
 
-    commands = doc_commands(ROOT / "docs" / "flow-pipelines.md")
+    commands = doc_commands(ROOT / "docs" / "flow-matching.md")
     assert len(commands) >= 5
     for command in commands:
         if "# needs hub weights" in command or "# not run by tests" in command:
