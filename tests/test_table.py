@@ -141,6 +141,17 @@ def test_dry_run_lists_every_weight_and_the_cost(compose_config, capsys, tmp_pat
     for block in ("eval_t10_sd15", "eval_t10_sdxl"):
         for key in ("gap.models.base:", "gap.models.base.loras.style:", "prompts.file:"):
             assert f"MISSING  blocks.{block}.set.{key}" in out
+    # issue 20: without the prompts file the number of images is not known (it was reported as 0)
+    assert "total: unknown (prompts file missing for eval_t10_sd15, eval_t10_sdxl)" in out
+    assert "GPU-hours: unknown (prompts file missing)" in out and " 0 images" not in out
+
+    prompts = tmp_path / "prompts"  # 120 captions, of which the protocol's limit keeps the first 100
+    prompts.mkdir()
+    (prompts / "pickapic_test_captions.csv").write_text("caption\n" + "".join(f"a photo {i}\n" for i in range(120)))
+    cfg = compose_config(["experiment=table_10", "dry_run=true", f"benchmarks={bench}", f"paths.prompts_dir={prompts}"])
+    with pytest.raises(SystemExit):
+        run_experiment(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
     for key in ("hps.checkpoint", "hps.base", "pickscore.model", "pickscore.processor", "aesthetic.clip",
                 "aesthetic.head"):
         assert f"evaluate.scorers.{key}:" in out
