@@ -153,7 +153,7 @@ def test_truncated_cached_checkpoint_is_quarantined_and_retrained(tmp_path: Path
                     cache_dir=tmp_path)
     torch.manual_seed(0)  # the MLP's initial weights come from the global generator
     net, info = train_eps_mlp(mixture, schedule, **settings)
-    path = Path(info["checkpoint"])
+    path = tmp_path / info["checkpoint"]  # results record the file name, not the local cache folder
     damaged = path.read_bytes()[: path.stat().st_size // 2]
     path.write_bytes(damaged)
     torch.manual_seed(0)

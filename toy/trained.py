@@ -77,7 +77,7 @@ def train_eps_mlp(
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state["state_dict"])
-            return net, {"checkpoint": str(path), "config_hash": key, "cached": True,
+            return net, {"checkpoint": path.name, "config_hash": key, "cached": True,
                          "final_loss": state["final_loss"]}
         except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
             # a truncated or foreign file: set it aside (not delete: it may be evidence) and train afresh
@@ -101,4 +101,5 @@ def train_eps_mlp(
     trainer.fit(module, loader)
     final_loss = float(sum(module.losses[-100:]) / max(1, len(module.losses[-100:])))
     atomic_torch_save({"state_dict": net.state_dict(), "spec": spec, "final_loss": final_loss}, path)
-    return net, {"checkpoint": str(path), "config_hash": key, "cached": False, "final_loss": final_loss}
+    # the file name only: the cache folder is a local path (paths.cache_dir), results must not carry it
+    return net, {"checkpoint": path.name, "config_hash": key, "cached": False, "final_loss": final_loss}

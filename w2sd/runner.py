@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 import w2sd
 from w2sd.config_schema import CONF_DIR, check_config
 from w2sd.experiment import Experiment, RunResult
+from w2sd.provenance import provenance, same_code
 from w2sd.report import text_table
 from w2sd.results import RESULTS_SCHEMA_VERSION, atomic_write_json, config_hash, load_results
 from w2sd.run_dir import RunLock, check_writable, rescue_path
@@ -197,12 +198,19 @@ class ResultsNotSaved(RuntimeError):
 
 
 def finished_run(run_dir: Path, chash: str) -> dict | None:
-    """The stored results of an identical, completed run in `run_dir`, if any (used to skip sweep jobs)."""
+    """The stored results of an identical, completed run in `run_dir` made by this code, if any (used to skip sweep
+    jobs). Results of the same config made by other code are re-run, and a line says so."""
     path = run_dir / "results.json"
     if not path.exists():
         return None
     data = load_results(path)
-    return data if data.get("config_hash") == chash else None
+    if data.get("config_hash") != chash:
+        return None
+    current, why = same_code(data.get("environment"))
+    if not current:
+        print(f"re-running: {path} holds results for config {chash}, but {why}")
+        return None
+    return data
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
@@ -215,7 +223,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
         if cfg.get("skip_if_done", False):
             done = finished_run(run_dir, chash)
             if done is not None:
-                print(f"skipped: {run_dir} already holds results for config {chash}")
+                print(f"skipped: {run_dir} already holds results for config {chash}, made by this code")
                 return done
         start = time.perf_counter()
         result: RunResult = experiment.run(run_dir)
@@ -233,7 +241,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                         for k, p in result.figures.items()},
             "extra": result.extra,
             "environment": {"w2sd": w2sd.__version__, "python": platform.python_version(),
-                            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+                            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            **provenance()},
         }
         # the table first: a failing write below must not hide what the run measured
         print(f"\n{cfg.name} — results ({run_dir}/results.json)\n")
