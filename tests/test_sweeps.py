@@ -175,3 +175,20 @@ def test_stale_results_schema_is_a_clear_error(tmp_path: Path, capsys, monkeypat
     assert code == 2 and "has results schema_version=0, this w2sd reads 1; re-run" in out
     with pytest.raises(ConfigError, match="schema_version=0"):
         load_sweep(tmp_path, "ablation_resampling")
+
+
+@pytest.mark.parametrize("args, message", [
+    # a digits study: job #0 passes the study's own validation, job #1 is refused, and nothing has run
+    (["experiment=digits_dataset_gap", "samples_per_seed=50,1"],
+     "error: samples_per_seed=1 must be >= 2 (sweep job #1 of 2: "),
+    # generation: job #0's inputs are checked before anything is made (from an empty folder its prompts are missing)
+    (["experiment=sd15_cfg", "seed=0,1"], "does not exist; set ++prompts.file="),
+])
+def test_digits_and_generation_sweeps_are_validated_before_their_first_job(args: list[str], message: str,
+                                                                           tmp_path: Path, capsys,
+                                                                           monkeypatch) -> None:
+    """No hydra.* override: these reached Hydra's `HydraConfig was not set` crash before issue 20."""
+    code, out, err = run_here(["-m", *args, "logger=none"], capsys, monkeypatch, cwd=tmp_path)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err[-2000:]
+    assert "sweep job #" in lines[0] and not (tmp_path / "outputs").exists()
