@@ -72,6 +72,7 @@ def test_plain_sweep_runs_and_writes_where_the_docs_say(tmp_path: Path, capsys, 
     run_id = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{6}-[0-9a-f]{4}"  # <YYYY-MM-DD_HH-MM-SS.ffffff>-<4 hex>
     pattern = rf"outputs/toy_gmm/multiruns/{run_id}/num_samples=2000,sampler.lam=(10|20)/results.json"
     assert all(re.fullmatch(pattern, f) for f in found), found
+    assert len({Path(f).parent.parent for f in found}) == 1  # one sweep folder for both jobs
     lams = [json.loads((tmp_path / f).read_text())["config"]["sampler"]["lam"] for f in found]
     assert lams == [10, 20]  # each job ran its own override
     nfe = [json.loads((tmp_path / f).read_text())["nfe"]["w2sd"] for f in found]
