@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from w2sd.lifeline import die_with_parent, parent_env
-from w2sd.runner import ResultsNotSaved, exit_with_error, run_experiment
+from w2sd.runner import ResultsNotSaved, composition_error, exit_with_error, run_experiment
 from w2sd.validation import ConfigError
 
 
@@ -20,8 +22,13 @@ def _remove_if_empty(path: Path) -> None:
         path.rmdir()
 
 
+_TASK_STARTED = False  # set once Hydra has composed the config and called the task
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    global _TASK_STARTED
+    _TASK_STARTED = True
     die_with_parent()  # a joblib sweep worker stops when the `run.py -m` process that started it is killed
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -36,7 +43,26 @@ def main(cfg: DictConfig) -> None:
         exit_with_error(str(err), 1)
 
 
+def cli() -> None:
+    """`main` with Hydra's own composition errors (a typo, an unknown config) as one `error:` line, exit code 2.
+    Hydra prints those itself unless HYDRA_FULL_ERROR=1 makes it re-raise them, so it is set for the call."""
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except HydraException as err:
+        if _TASK_STARTED:  # raised by the task itself: not a composition error
+            raise
+        overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
+        exit_with_error(composition_error(err, overrides), 2)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+
+
 if __name__ == "__main__":
     die_with_parent()  # started by `python -m toy.run_ablations`: stop when it is killed
     os.environ.update(parent_env())  # ... and so do the joblib workers this process starts
-    main()
+    cli()

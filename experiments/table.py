@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,8 @@ def source_status(key: str, spec: Mapping, marker: str | None) -> str:
         return f"  found    {key}: {source}"
     if cached(source, marker):
         return f"  found    {key}: {source} (HF cache)"
-    return f"  download {key}: {source} is not in the HF cache and will be downloaded (or set {key}.path=/local)"
+    return (f"  download {key}: {source} is not in the HF cache and will be downloaded (or set "
+            f"++{key}.path=/local/folder)")
 
 
 def model_weight_lines(key: str, spec: Mapping) -> list[str]:
@@ -146,8 +148,8 @@ def model_weight_lines(key: str, spec: Mapping) -> list[str]:
     return lines
 
 
-def weight_line(key: str, what: str, found: bool) -> str:
-    return f"  found    {key}: {what}" if found else f"  MISSING  {key}: {what} not found; set ++{key}=/local/path"
+def weight_line(key: str, what: str, found: bool, placeholder: str = "/local/folder") -> str:
+    return f"  found    {key}: {what}" if found else f"  MISSING  {key}: {what} not found; set ++{key}={placeholder}"
 
 
 def model_found(value: str | None, marker: str) -> bool:
@@ -163,7 +165,7 @@ def scorer_weight_lines(key: str, scorer: Mapping) -> list[str]:
         if kind[0] == "file":
             repo, file = kind[1], kind[2] or HPS_FILES[scorer.get("version", "v2.1")]
             found = Path(value).expanduser().is_file() if value else cached(repo, file)
-            lines.append(weight_line(f"{key}.{name}", value or f"{repo} {file} (HF cache)", found))
+            lines.append(weight_line(f"{key}.{name}", value or f"{repo} {file} (HF cache)", found, "/local/file"))
         else:
             lines.append(weight_line(f"{key}.{name}", value, model_found(value, kind[1])))
     if "references" in scorer:
@@ -278,6 +280,12 @@ def fid_from_statistics(images: Iterable[Image.Image], stats: str | Path, featur
     return float(metric.compute())
 
 
+def block_keys(message: str, block: str) -> str:
+    """A generation error as the table's user types its keys: a block's generation config is the preset with
+    `blocks.<block>.set` on top, so `gap.models.base.path` there is `blocks.<block>.set.gap.models.base.path`."""
+    return re.sub(r"(?<![\w.])(?=(gap|prompts|pipeline|sampler)\.)", f"blocks.{block}.set.", message)
+
+
 # -- the experiment ---------------------------------------------------------------------------------------------
 class TableExperiment(Experiment):
     """validate (blocks, weights, cost report) → generate every block → score every block → table + gallery."""
@@ -301,7 +309,10 @@ class TableExperiment(Experiment):
         if cfg.dry_run:  # a dry run ends here: nothing is written, generated or logged
             raise SystemExit(0)
         for block in self.blocks:
-            GenerationExperiment(block.generation).validate()
+            try:
+                GenerationExperiment(block.generation).validate()
+            except ConfigError as err:
+                raise ConfigError(block_keys(str(err), block.name)) from err
 
     def build_block(self, name: str, rows: list) -> Block:
         spec = (self.cfg.get("blocks") or {}).get(name)
@@ -367,11 +378,12 @@ class TableExperiment(Experiment):
     def cost_lines(self) -> list[str]:
         seconds = benchmark_seconds(Path(str(self.cfg.benchmarks)))
         lines, total_images, total_calls, hours, unknown = ["cost:"], 0, 0, 0.0, set()
+        missing_prompts = [block.name for block in self.blocks if not block.prompts]
         for block in self.blocks:
             gen = OmegaConf.to_container(block.generation, resolve=True)
             sampler = resolve_sampler_config(gen["sampler"])
             settings = gen["gap"]["settings"]
-            n = len(block.prompts) if block.prompts else int(gen["prompts"].get("limit") or 0)
+            n = len(block.prompts)
             calls = {m: nfe_per_image(resolve_method(m, spec, sampler_defaults(sampler), settings, sampler["T"]),
                                       sampler["T"]) for m, spec in gen["gap"]["methods"].items()}
             pipelines = {spec["pipeline"] for spec in gen["gap"]["models"].values()}
@@ -386,11 +398,23 @@ class TableExperiment(Experiment):
                 hours += block_calls * max(per_call) / 3600
             else:
                 unknown |= {p for p, c in zip(pipelines, per_call) if c is None}
-            lines.append(f"  {block.name}: {len(calls)} methods × {n} prompts; denoiser calls per image "
-                         + ", ".join(f"{m} {c}" for m, c in calls.items()) + f" → {block_calls:,} calls")
-        lines.append(f"  total: {total_images:,} images, {total_calls:,} denoiser calls (T = sampler.T; a CFG pair "
-                     "is one batched call)")
-        if unknown:
+            per_image = ", ".join(f"{m} {c}" for m, c in calls.items())
+            if not block.prompts:  # the number of prompts is in the file: zero would be a wrong count
+                lines.append(f"  {block.name}: {len(calls)} methods × unknown prompts (prompts file missing); "
+                             f"denoiser calls per image {per_image} → unknown")
+                continue
+            lines.append(f"  {block.name}: {len(calls)} methods × {n} prompts; denoiser calls per image {per_image}"
+                         f" → {block_calls:,} calls")
+        if missing_prompts:
+            known = (f"; the other blocks: {total_images:,} images, {total_calls:,} denoiser calls"
+                     if len(missing_prompts) < len(self.blocks) else "")
+            lines.append(f"  total: unknown (prompts file missing for {', '.join(missing_prompts)}){known}")
+        else:
+            lines.append(f"  total: {total_images:,} images, {total_calls:,} denoiser calls (T = sampler.T; a CFG "
+                         "pair is one batched call)")
+        if missing_prompts and not unknown:
+            lines.append("  GPU-hours: unknown (prompts file missing)")
+        elif unknown:
             lines.append(f"  GPU-hours: unknown — no GPU benchmark for {', '.join(sorted(unknown))} in "
                          f"{self.cfg.benchmarks}/*.json (run the GPU smoke test on this machine first)")
         else:

@@ -10,9 +10,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_here(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """Run run.py's main block with `args`; returns (exit code, stdout, stderr)."""
-    monkeypatch.chdir(ROOT)
+def run_here(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+             cwd: Path = ROOT) -> tuple[int, str, str]:
+    """Run run.py's main block with `args` from `cwd` (where default outputs/ lands); returns (exit code, stdout,
+    stderr)."""
+    monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", ["run.py", *args])
     monkeypatch.setenv("W2SD_SWEEP_PARENT", "")  # run.py names itself the parent of its workers; undo afterwards
     code = 0

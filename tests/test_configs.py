@@ -10,8 +10,8 @@ from w2sd.validation import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "conf" / "experiment").glob("*.yaml"))
 # Inputs a fresh checkout may lack (downloaded prompt sets, Hub weights, a generation run to score): the only
-# refusals allowed.
-EXTERNAL_INPUT = re.compile(r"^(prompts\.file=\S+ does not exist; |run_dir=null; "
+# refusals allowed (a table names a block's keys as typed: blocks.<block>.set.<key>).
+EXTERNAL_INPUT = re.compile(r"^(blocks\.\w+\.set\.)?(prompts\.file=\S+ does not exist; |run_dir=null; "
                             r"|gap\.models\.[\w.]+: model '[^']+' is not in the HF cache )")
 
 

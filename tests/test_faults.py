@@ -43,6 +43,18 @@ TOY_BAD = [
     ("world.std=abc", "world.std='abc' must be a number"),
     ("seed=abc", "seed='abc' must be an integer"),
     ("sampler.inversion_noise=abc", "sampler.inversion_noise='abc' must be a number"),
+    # issue 20: these ran to rc 0 with `null` in results.json, or were refused only after the run folder existed,
+    # or named another key than the one typed, or were Hydra's own multi-line message
+    ("sampler.inversion_noise=nan", "sampler.inversion_noise=nan must be a finite number"),
+    ("sampler.inversion_noise=inf", "sampler.inversion_noise=inf must be a finite number"),
+    ("methods.autoguidance.w=nan", "methods.autoguidance.w=nan must be a finite number"),
+    ("sampler.reflections_per_step=0", "sampler.reflections_per_step=0 must be an integer >= 1"),
+    ("sampler.inversion_noise=-0.5", "sampler.inversion_noise=-0.5 must be a number >= 0"),
+    ("sampler.inversion=bogus", "sampler.inversion='bogus' must be one of ['exact', 'official']"),
+    ("world.std=nan", "world.std=nan must be a finite number"),
+    ("world.std=0", "world.std=0 must be a number > 0"),
+    ("sampler.lamda=3", "sampler.lamda=3 is not a key of the composed config; did you mean sampler.lam?"),
+    ("+methods.w2sd.reflections_per_step=0", "methods.w2sd.reflections_per_step=0 must be an integer >= 1"),
 ]
 GENERATION_BAD = [
     ("prompts.limit=-1", "prompts.limit=-1 must be an integer >= 1"),  # case 3
@@ -141,7 +153,7 @@ def test_truncated_cached_checkpoint_is_quarantined_and_retrained(tmp_path: Path
                     cache_dir=tmp_path)
     torch.manual_seed(0)  # the MLP's initial weights come from the global generator
     net, info = train_eps_mlp(mixture, schedule, **settings)
-    path = Path(info["checkpoint"])
+    path = tmp_path / info["checkpoint"]  # results record the file name, not the local cache folder
     damaged = path.read_bytes()[: path.stat().st_size // 2]
     path.write_bytes(damaged)
     torch.manual_seed(0)

@@ -144,7 +144,7 @@ BAD_INPUTS = {
     "lora not loaded": (["+gap.settings.strong.lora={{other: 0.5}}"], "does not load"),
     "lam >= T": (["sampler.lam=2"], "sampler.lam=2 must be in \\[0, 1\\]"),
     "empty prompt file": (["prompts.file={empty}"], "has no non-empty prompts"),
-    "malformed prompt file": (["prompts.file={binary}"], "not a readable UTF-8 CSV"),
+    "malformed prompt file": (["prompts.file={binary}"], "binary.csv line 2: a NUL byte"),
     "missing prompt column": (["prompts.column=caption"], "prompts.column='caption' is not a column"),
 }
 

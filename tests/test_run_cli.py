@@ -48,10 +48,18 @@ def test_bad_input_one_line_and_no_run_dir(args: list[str], needle: str, tmp_pat
 
 
 def test_unknown_experiment_and_key_are_rejected(tmp_path: Path) -> None:
-    for args, needle in ((["experiment=no_such"], "experiment/no_such"), (["experiment=toy_gmm", "nosuchkey=1"],
-                                                                           "nosuchkey")):
+    """Hydra's composition errors as one `error:` line, exit code 2, with a did-you-mean (issue 20)."""
+    for args, needle in ((["experiment=toy_gmn"], "error: experiment=toy_gmn is not a config under conf/experiment/; "
+                                                  "did you mean experiment=toy_gmm?"),
+                         (["experiment=toy_gmm", "nosuchkey=1"], "error: nosuchkey=1 is not a key of the composed "
+                                                                 "config (a new key needs a +: +nosuchkey=1)"),
+                         (["experiment=toy_gmm", "sampler.lamda=3"], "error: sampler.lamda=3 is not a key of the "
+                                                                     "composed config; did you mean sampler.lam?"),
+                         (["experiment=toy_gmm", "sampler.lam=[1,"], "error: cannot parse the override "
+                                                                     "'sampler.lam=[1,'")):
         proc = run_cli(*args, f"hydra.run.dir={tmp_path / 'x'}")
-        assert proc.returncode != 0 and needle in proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(needle), proc.stderr
         assert not (tmp_path / "x").exists()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,12 +34,10 @@ def snapshot(folder: Path) -> dict[str, tuple[float, bytes]]:
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path, capsys, monkeypatch) -> None:
     folder = tmp_path / "ablation_reflection_steps"
     sweep = ["experiment=ablation_reflection_steps", f"hydra.sweep.dir={folder}", *TINY]
-    # λ = 9 is invalid at T = 4: the second job stops the sweep, as a crash or a kill would
-    code, out = multirun([*sweep, "sampler.lam=2,9"], capsys, monkeypatch)
-    assert code == 2 and "error: sampler.lam=9 must be in [0, 3]" in out
+    code, out = multirun([*sweep, "sampler.lam=2"], capsys, monkeypatch)  # the part a killed sweep had finished
+    assert code == 0
     before = snapshot(folder)
     assert sorted(before) == ["model=exact,num_samples=60,num_seeds=2,sampler.T=4,sampler.lam=2,world=gmm_1d"]
-    assert not any("lam=9" in p.name for p in folder.iterdir())  # the rejected job left nothing behind
 
     code, out = multirun([*sweep, "sampler.lam=2,3"], capsys, monkeypatch)
     assert code == 0
@@ -47,6 +46,49 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path, capsys, m
     assert len(after) == 2
     assert {k: after[k] for k in before} == before  # finished jobs untouched, byte for byte
     assert [len(j["extra"]["seeds"]) for j in load_sweep(tmp_path, "ablation_reflection_steps")] == [2, 2]
+
+
+def test_a_bad_job_stops_the_sweep_before_its_first_job(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Issue 20: `sampler.lam=3,abc` ran the first job before refusing the second; the whole sweep is checked first."""
+    for bad, message in [("sampler.lam=3,abc", "error: sampler.lam='abc' must be an integer or null (sweep job #1"),
+                         ("sampler.lam=2,9", "error: sampler.lam=9 must be in [0, 3]")]:
+        folder = tmp_path / bad.replace("=", "_").replace(",", "_")
+        code, out = multirun(["experiment=ablation_reflection_steps", f"hydra.sweep.dir={folder}", *TINY, bad],
+                             capsys, monkeypatch)
+        assert code == 2 and message in out and out.count("error:") == 1, out
+        assert "nfe" not in out and not folder.exists()  # no job ran, no sweep folder was made
+
+
+def test_plain_sweep_runs_and_writes_where_the_docs_say(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Issue 20: the plain sweep with no hydra.* override crashed ("HydraConfig was not set ... hydra.sweep.dir").
+    Run verbatim from a fresh folder; the job folders follow docs/configuration.md's pattern."""
+    documented = "`outputs/<name>/multiruns/<same>/<overrides>/`"
+    assert documented in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    code, out, err = run_here(["-m", "experiment=toy_gmm", "sampler.lam=10,20", "num_samples=2000"], capsys,
+                              monkeypatch, cwd=tmp_path)
+    assert code == 0, err[-2000:]
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.glob("outputs/*/multiruns/*/*/results.json"))
+    assert len(found) == 2, found
+    run_id = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{6}-[0-9a-f]{4}"  # <YYYY-MM-DD_HH-MM-SS.ffffff>-<4 hex>
+    pattern = rf"outputs/toy_gmm/multiruns/{run_id}/num_samples=2000,sampler.lam=(10|20)/results.json"
+    assert all(re.fullmatch(pattern, f) for f in found), found
+    assert len({Path(f).parent.parent for f in found}) == 1  # one sweep folder for both jobs
+    lams = [json.loads((tmp_path / f).read_text())["config"]["sampler"]["lam"] for f in found]
+    assert lams == [10, 20]  # each job ran its own override
+    nfe = [json.loads((tmp_path / f).read_text())["nfe"]["w2sd"] for f in found]
+    assert nfe == [50 + 2 * 10, 50 + 2 * 20]  # W2SD costs T + 2λ calls (paper): the sweep value reached the sampler
+
+
+def test_documented_ablation_sweep_runs_without_hydra_overrides(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Issue 20: `python run.py -m experiment=ablation_gap_scale` (docs/ablations.md) failed like the plain sweep; here
+    in a small form (1 seed, 60 samples, T = 4: the sweep over its 10 γ values is the config's own)."""
+    code, out, err = run_here(["-m", "experiment=ablation_gap_scale", "num_seeds=1", "num_samples=60", "sampler.T=4",
+                               "logger=none"], capsys, monkeypatch, cwd=tmp_path)
+    assert code == 0, err[-2000:]
+    assert "`outputs/<experiment>/sweep/<overrides>/`" in (ROOT / "docs" / "ablations.md").read_text(encoding="utf-8")
+    jobs = sorted(p.parent.name for p in (tmp_path / "outputs" / "ablation_gap_scale" / "sweep").glob("*/results.json"))
+    gammas = [-1, -0.5, 0, 0.1, 0.25, 0.4, 0.5, 0.75, 1, 1.5]
+    assert jobs == sorted(f"ablation.weak_gap_scale={g},num_samples=60,num_seeds=1,sampler.T=4" for g in gammas)
 
 
 @pytest.mark.slow
@@ -75,10 +117,17 @@ def test_killed_sweep_process_resumes(tmp_path: Path) -> None:
 def test_unknown_sweep_parameter_is_a_clear_error(tmp_path: Path, capsys, monkeypatch) -> None:
     code, out = multirun(["experiment=ablation_resampling", f"hydra.sweep.dir={tmp_path}", *TINY,
                           "sampler.lamda=1,2"], capsys, monkeypatch)
-    assert code != 0 and "Could not override 'sampler.lamda'" in out
-    assert not list(tmp_path.glob("*/results.json"))
+    assert code == 2
+    assert "error: sampler.lamda=1,2 is not a key of the composed config; did you mean sampler.lam?" in out
+    assert out.count("\n") == 1 and not list(tmp_path.iterdir())
     assert run_ablations.main(["--check", "--only", "ablation_resampling", "sampler.lamda=1,2"]) == 2
     assert "unknown sweep parameter or value?): Could not override 'sampler.lamda'" in capsys.readouterr().err
+
+
+def test_empty_sweep_is_refused(tmp_path: Path, capsys, monkeypatch) -> None:
+    code, out = multirun(["experiment=ablation_resampling", f"hydra.sweep.dir={tmp_path / 's'}", *TINY,
+                          "sampler.lam=range(3,3)"], capsys, monkeypatch)
+    assert code == 2 and "has no jobs" in out and not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("override, message", [
@@ -127,3 +176,20 @@ def test_stale_results_schema_is_a_clear_error(tmp_path: Path, capsys, monkeypat
     assert code == 2 and "has results schema_version=0, this w2sd reads 1; re-run" in out
     with pytest.raises(ConfigError, match="schema_version=0"):
         load_sweep(tmp_path, "ablation_resampling")
+
+
+@pytest.mark.parametrize("args, message", [
+    # a digits study: job #0 passes the study's own validation, job #1 is refused, and nothing has run
+    (["experiment=digits_dataset_gap", "samples_per_seed=50,1"],
+     "error: samples_per_seed=1 must be >= 2 (sweep job #1 of 2: "),
+    # generation: job #0's inputs are checked before anything is made (from an empty folder its prompts are missing)
+    (["experiment=sd15_cfg", "seed=0,1"], "does not exist; set ++prompts.file="),
+])
+def test_digits_and_generation_sweeps_are_validated_before_their_first_job(args: list[str], message: str,
+                                                                           tmp_path: Path, capsys,
+                                                                           monkeypatch) -> None:
+    """No hydra.* override: these reached Hydra's `HydraConfig was not set` crash before issue 20."""
+    code, out, err = run_here(["-m", *args, "logger=none"], capsys, monkeypatch, cwd=tmp_path)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err[-2000:]
+    assert "sweep job #" in lines[0] and not (tmp_path / "outputs").exists()

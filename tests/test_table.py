@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import csv
+import html as html_module
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +146,17 @@ def test_dry_run_lists_every_weight_and_the_cost(compose_config, capsys, tmp_pat
     for block in ("eval_t10_sd15", "eval_t10_sdxl"):
         for key in ("gap.models.base:", "gap.models.base.loras.style:", "prompts.file:"):
             assert f"MISSING  blocks.{block}.set.{key}" in out
+    # issue 20: without the prompts file the number of images is not known (it was reported as 0)
+    assert "total: unknown (prompts file missing for eval_t10_sd15, eval_t10_sdxl)" in out
+    assert "GPU-hours: unknown (prompts file missing)" in out and " 0 images" not in out
+
+    prompts = tmp_path / "prompts"  # 120 captions, of which the protocol's limit keeps the first 100
+    prompts.mkdir()
+    (prompts / "pickapic_test_captions.csv").write_text("caption\n" + "".join(f"a photo {i}\n" for i in range(120)))
+    cfg = compose_config(["experiment=table_10", "dry_run=true", f"benchmarks={bench}", f"paths.prompts_dir={prompts}"])
+    with pytest.raises(SystemExit):
+        run_experiment(cfg, tmp_path / "run")
+    out = capsys.readouterr().out
     for key in ("hps.checkpoint", "hps.base", "pickscore.model", "pickscore.processor", "aesthetic.clip",
                 "aesthetic.head"):
         assert f"evaluate.scorers.{key}:" in out
@@ -221,3 +237,92 @@ def test_gpu_hours_from_the_gpu_smoke_benchmark(compose_config, capsys, tmp_path
     calls = 100 * (50 + 50 + 2 * 50 + (50 + 2 * 49))  # base, strong (DDIM T), autoguidance 2T, W2SD T + 2λ
     assert f"{calls:,} denoiser calls" in out
     assert f"≈ {calls * 0.5 / 3600:.2f} on one device" in out and f"≈ {calls * 0.5 / 3600 / 2:.2f} h wall" in out
+
+
+# -- the gallery as a person sees it (issue 20): a real headless browser opens a table run's gallery.html -------------
+ARTIFACTS = Path(os.environ.get("W2SD_TEST_ARTIFACTS", ROOT / ".test-artifacts"))
+# Debian's chromium, as .ci/run installs it; flags keep it from reaching the network or reusing a profile
+CHROMIUM = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# Appended to a copy of the page (same folder, so every relative link resolves as in the original): once the page
+# has loaded, it records each image's resolved address and whether it decoded into the <body> attributes.
+PROBE = """<script>window.addEventListener("load", () => {
+  const shown = [...document.images].map(i => ({src: i.src, ok: i.complete && i.naturalWidth > 0}));
+  document.body.setAttribute("data-images", JSON.stringify(shown));
+});</script>"""
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    binary = next((b for b in ("chromium", "chromium-browser") if shutil.which(b)), None)
+    assert binary, "Debian's chromium is not installed: `apt-get install -y chromium` (.ci/run does this)"
+    return subprocess.run([binary, *CHROMIUM, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                          timeout=120, check=True)
+
+
+class GalleryCells(HTMLParser):
+    """(prompt index, image src, scores text) of every image cell of gallery.html's table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[tuple[int, str, str]] = []
+        self.index, self.src, self.scores, self.in_scores, self.in_prompt, self.prompt_text = None, None, "", False, \
+            False, ""
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        attrs = dict(attrs)
+        if tag == "td" and attrs.get("class") == "p":
+            self.in_prompt, self.prompt_text = True, ""
+        elif tag == "img":
+            self.src = attrs["src"]
+        elif tag == "div" and attrs.get("class") == "s":
+            self.in_scores, self.scores = True, ""
+        elif tag == "br" and self.in_scores:
+            self.scores += "\n"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self.in_prompt:
+            self.in_prompt = False
+            self.index = int(self.prompt_text.split("#", 1)[1].split()[0])
+        elif tag == "div" and self.in_scores:
+            self.in_scores = False
+            self.cells.append((self.index, self.src, self.scores))
+
+    def handle_data(self, data: str) -> None:
+        if self.in_prompt:
+            self.prompt_text += data
+        elif self.in_scores:
+            self.scores += data
+
+
+@pytest.mark.slow
+def test_gallery_opens_in_a_real_browser_with_every_image_and_the_scores_of_scores_csv(tiny, tmp_path,
+                                                                                       compose_config) -> None:
+    n, run = 2, tmp_path / "table"
+    run_experiment(compose_config(table_5_overrides(tiny, n)), run)
+    page = run / "gallery.html"
+    probe = run / ".gallery-probe.html"
+    probe.write_text(page.read_text(encoding="utf-8") + PROBE, encoding="utf-8")
+    dom = chromium("--allow-file-access-from-files", "--window-size=1600,4000", "--virtual-time-budget=10000",
+                   "--dump-dom", probe.as_uri(), profile=tmp_path / "profile-1").stdout
+    probe.unlink()
+    shown = json.loads(html_module.unescape(re.search(r'data-images="([^"]*)"', dom).group(1)))
+    assert len(shown) == n * len(METHODS)
+    assert [s["src"] for s in shown if not s["ok"]] == []  # every image loads
+    for s in shown:  # and lives inside the run folder, so the folder can be copied anywhere
+        assert Path(urllib.parse.unquote(urllib.parse.urlparse(s["src"]).path)).resolve().is_relative_to(run)
+
+    scores = {(r["method"], int(r["index"])): r for r in read_csv(run / "eval_t5" / "eval" / "scores.csv")}
+    parser = GalleryCells()
+    parser.feed(dom)
+    assert len(parser.cells) == n * len(METHODS)
+    for index, src, text in parser.cells:
+        method = Path(src).parent.name  # eval_t5/gen/<method>/<image>.png
+        row = scores[(method, index)]
+        expected = [f"{k} {float(v):.4f}" for k, v in row.items() if k not in ("method", "index", "seed", "prompt",
+                                                                                  "path")]
+        assert text.split("\n") == expected, (method, index)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "gallery.png"
+    chromium("--window-size=1200,900", f"--screenshot={shot}", page.as_uri(), profile=tmp_path / "profile-2")
+    assert Image.open(shot).size == (1200, 900)

@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from toy import plots
 from toy.gmm import ExactDenoiser, GaussianMixture
 from toy.metrics import delta_alignment, sample_metrics, strong_trajectory
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
@@ -111,6 +110,8 @@ class ToyGMMExperiment(Experiment):
         return paths
 
     def plot(self, samples: dict, models: dict, alignment: dict, run_dir: Path) -> dict[str, Path]:
+        from toy import plots  # matplotlib loads here, after sampling, not when the command starts
+
         shown = {k: samples[k] for k in ("ideal", "weak", "strong", "w2sd") if k in samples} or samples
         ideal = self.mixtures["ideal"]
         figures = {}

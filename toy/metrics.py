@@ -9,7 +9,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from scipy.stats import wasserstein_distance
 
 from toy.gmm import GaussianMixture
 from w2sd.ddim import Level, Prediction, split_prediction
@@ -28,6 +27,7 @@ def mode_weights(samples: torch.Tensor, ideal: GaussianMixture, assign: torch.Te
 
 
 def wasserstein1(samples: torch.Tensor, reference: torch.Tensor, num_projections: int = 256, seed: int = 0) -> float:
+    from scipy.stats import wasserstein_distance  # here: scipy.stats takes a second to import, after sampling
     a, b = samples.double().numpy(), reference.double().numpy()
     if a.shape[1] == 1:
         return float(wasserstein_distance(a[:, 0], b[:, 0]))

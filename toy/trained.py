@@ -6,7 +6,6 @@ import math
 import pickle
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import nn
 
@@ -34,33 +33,6 @@ class EpsMLP(nn.Module):
         freqs = torch.exp(torch.linspace(0, math.log(1000.0), self.embed_dim // 2, device=x.device))
         angles = t_frac[:, None] * freqs[None] * 2 * math.pi
         return self.net(torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=1))
-
-
-class EpsMLPModule(L.LightningModule):
-    """Standard ε-matching loss over uniformly drawn training timesteps of the VP schedule."""
-
-    def __init__(self, net: EpsMLP, alphas_cumprod: torch.Tensor, lr: float) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("alphas_cumprod", alphas_cumprod.float())
-        self.lr = lr
-        self.losses: list[float] = []
-
-    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        (x0,) = batch
-        n = self.alphas_cumprod.shape[0]
-        t = torch.randint(0, n, (x0.shape[0],), device=x0.device)
-        a = self.alphas_cumprod[t][:, None]
-        eps = torch.randn_like(x0)
-        loss = ((self.net(a.sqrt() * x0 + (1 - a).sqrt() * eps, t / n) - eps) ** 2).mean()
-        self.losses.append(float(loss.detach()))
-        return loss
-
-    def configure_optimizers(self) -> dict:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr)
-        steps = max(1, self.trainer.max_steps)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps),
-                                                   "interval": "step"}}
 
 
 class MLPEpsDenoiser:
@@ -105,13 +77,17 @@ def train_eps_mlp(
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(state["state_dict"])
-            return net, {"checkpoint": str(path), "config_hash": key, "cached": True,
+            return net, {"checkpoint": path.name, "config_hash": key, "cached": True,
                          "final_loss": state["final_loss"]}
         except (OSError, RuntimeError, EOFError, KeyError, TypeError, pickle.UnpicklingError) as err:
             # a truncated or foreign file: set it aside (not delete: it may be evidence) and train afresh
             moved = quarantine(path)
             log.warning("cached checkpoint %s is unreadable (%s: %s); moved it to %s and training again",
                         path, type(err).__name__, str(err).splitlines()[0] if str(err) else "", moved)
+    import lightning as L  # here, not at module level: importing Lightning costs seconds the exact-score path skips
+
+    from toy.trained_module import EpsMLPModule
+
     L.seed_everything(seed, workers=False, verbose=False)
     net = EpsMLP(mixture.dim, hidden, layers)  # after seeding: the init is part of what `seed` fixes
     data = mixture.sample(train_samples, torch.Generator().manual_seed(seed)).float()
@@ -125,4 +101,5 @@ def train_eps_mlp(
     trainer.fit(module, loader)
     final_loss = float(sum(module.losses[-100:]) / max(1, len(module.losses[-100:])))
     atomic_torch_save({"state_dict": net.state_dict(), "spec": spec, "final_loss": final_loss}, path)
-    return net, {"checkpoint": str(path), "config_hash": key, "cached": False, "final_loss": final_loss}
+    # the file name only: the cache folder is a local path (paths.cache_dir), results must not carry it
+    return net, {"checkpoint": path.name, "config_hash": key, "cached": False, "final_loss": final_loss}

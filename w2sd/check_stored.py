@@ -1,10 +1,13 @@
 # Re-runs stored results from their own recorded configs and checks the metrics and NFE come out identical.
-"""`python -m w2sd.check_stored [results/toy_gmm ...]` (default: the four toy studies results/toy_gmm*) rebuilds each
+"""`python -m w2sd.check_stored [results/toy_gmm ...]` (default: the four toy studies results/toy_gmm*; `--digits`
+adds the digits studies results/digits_*, which sample the committed digit nets) rebuilds each
 run's config from its results.json (the same config hash), runs it into a temporary folder and compares `metrics`
 and `nfe` (floats bit for bit after the JSON round trip; a difference within 1e-13 relative is reported as rounding:
 the stored w1 values differ from a re-run of main itself in the last bits); other differences in `extra` are
 listed, timings ignored. Exit status 1 when a metric differs by more than rounding. Trained-model runs reuse or
-refill the cache under paths.cache_dir."""
+refill the cache under paths.cache_dir. `--stale` only lists every stored result (results/**/results.json) whose
+recorded code is not the running code (w2sd.provenance.code_hash), without re-running anything; exit status 1 when
+any is stale."""
 from __future__ import annotations
 
 import argparse
@@ -17,12 +20,24 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from w2sd.provenance import same_code
 from w2sd.results import config_hash
 from w2sd.runner import run_experiment, semantic_config
 
 ROUNDING = 1e-13  # relative: last-bits differences of a metric's float reductions, which main shows too
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ("results/toy_gmm", "results/toy_gmm_2d", "results/toy_gmm_ratio2", "results/toy_gmm_trained")
+DIGITS = tuple(sorted(p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "results").glob("digits_*/results.json")))
+
+
+def stale_results(root: Path = ROOT / "results") -> list[tuple[str, str]]:
+    """(run folder relative to the repository, reason) for every stored result not made by the running code."""
+    stale = []
+    for path in sorted(root.rglob("results.json")):
+        current, why = same_code(json.loads(path.read_text(encoding="utf-8")).get("environment"))
+        if not current:
+            stale.append((path.parent.relative_to(root.parent).as_posix(), why))
+    return stale
 
 
 def _differences(stored: object, fresh: object, path: str) -> list[str]:
@@ -55,9 +70,21 @@ def check(run_dir: Path) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", default=DEFAULT, help="run folders holding results.json")
+    parser.add_argument("runs", nargs="*", help="run folders holding results.json (default: the toy studies)")
+    parser.add_argument("--digits", action="store_true", help="also re-run the digits studies (results/digits_*)")
+    parser.add_argument("--stale", action="store_true", help="only list stored results made by other code")
+    args = parser.parse_args(argv)
+    if args.stale:
+        stale = stale_results()
+        for run, why in stale:
+            print(f"stale: {run}: {why}")
+        total = len(list((ROOT / "results").rglob("results.json")))
+        print(f"{len(stale)} of {total} stored results are stale (re-run them to refresh)" if stale else
+              f"all {total} stored results were made by this code")
+        return 1 if stale else 0
+    runs = list(args.runs or DEFAULT) + (list(DIGITS) if args.digits else [])
     failed = False
-    for run in parser.parse_args(argv).runs:
+    for run in runs:
         core, extra = check(ROOT / run)
         real = [d for d in core if not d.endswith("(rounding)")]
         failed |= bool(real)

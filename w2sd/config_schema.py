@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import struct
 import types
 import typing
@@ -27,6 +28,19 @@ from w2sd.validation import ConfigError
 
 def _at_least(lo: int, hint: str = "", multiple: int | None = None) -> Any:
     return field(metadata={"min": lo, "multiple": multiple, "hint": hint})
+
+
+def _positive(hint: str = "") -> Any:
+    return field(metadata={"above": 0, "number": True, "hint": hint})
+
+
+# Bounds of sampler options that the sampler functions themselves check only once sampling starts (after the run
+# folder exists): checked here too, for the `sampler` group's shared defaults and for every method spec.
+OPTION_BOUNDS: dict[str, dict[str, Any]] = {"reflections_per_step": {"min": 1},
+                                            "inversion_noise": {"min": 0, "number": True},
+                                            "threshold": {"min": 0, "number": True}}
+# Floats that may be infinite: an adaptive-reflection threshold of ∞ reflects no sample (w2sd.sampling.reflection).
+INFINITE_OK = frozenset({"threshold"})
 
 
 @dataclass
@@ -61,7 +75,7 @@ class SamplerSchema:
 @dataclass
 class WorldSchema:
     means: list[list[float]]
-    std: float
+    std: float = _positive("the standard deviation of every mode")
     ideal_weights: list[float]
     strong_weights: list[float]
     weak_weights: list[float]
@@ -259,6 +273,8 @@ def describe(tp: Any, plural: bool = False) -> str:
         return " or ".join(named) + (" or null" if type(None) in args else "")
     if origin is list:
         return f"{'lists' if plural else 'a list'} of {describe(args[0], plural=True)}"
+    if origin is typing.Literal:
+        return f"one of {list(args)}"
     if origin is dict:
         return f"{'mappings' if plural else 'a mapping'} of names to {describe(args[1], plural=True)}"
     if is_dataclass(tp):
@@ -268,8 +284,10 @@ def describe(tp: Any, plural: bool = False) -> str:
 
 def matches(value: Any, tp: Any) -> bool:
     """Whether a plain (resolved) config value has type `tp`; ints count as floats, bools as neither. Types other
-    than these plain ones (Literal choices, Sequence, ...) pass: their owner (e.g. resolve_method) checks them."""
+    than these plain ones (Sequence, Callable, ...) pass: their owner (e.g. resolve_method) checks them."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        return value in args
     if tp is Any or (origin is not None and origin not in (Union, types.UnionType, list, dict)):
         return True
     if origin in (Union, types.UnionType):
@@ -287,15 +305,34 @@ def matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
-def _check_bounds(key: str, value: Any, meta: Mapping) -> None:
-    if not meta or not isinstance(value, int):
+def _check_bounds(key: str, value: Any, meta: Mapping | None) -> None:
+    if not meta or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     hint = f" ({meta['hint']})" if meta.get("hint") else ""
-    if value < meta["min"]:
-        raise ConfigError(f"{key}={value} must be an integer >= {meta['min']}{hint}")
+    kind = "a number" if meta.get("number") else "an integer"
+    if meta.get("min") is not None and value < meta["min"]:
+        raise ConfigError(f"{key}={value} must be {kind} >= {meta['min']}{hint}")
+    if meta.get("above") is not None and value <= meta["above"]:
+        raise ConfigError(f"{key}={value} must be {kind} > {meta['above']}{hint}")
     if meta.get("multiple") and value % meta["multiple"]:
         raise ConfigError(f"{key}={value} must be a multiple of {meta['multiple']}{hint}; "
                           f"e.g. {value - value % meta['multiple'] or meta['multiple']}")
+
+
+def check_finite(key: str, value: Any) -> None:
+    """No NaN anywhere in the resolved config, and no ±∞ outside INFINITE_OK: a NaN weight or noise level would run
+    to the end, store `null` in results.json and report numbers that mean nothing."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_finite(f"{key}.{name}" if key else str(name), item)
+    elif isinstance(value, list):
+        for item in value:
+            check_finite(key, item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        if math.isinf(value) and key.rpartition(".")[2] in INFINITE_OK:
+            return
+        allowed = " (or .inf)" if key.rpartition(".")[2] in INFINITE_OK else ""
+        raise ConfigError(f"{key}={value} must be a finite number{allowed}")
 
 
 def sampler_options() -> dict[str, Any]:
@@ -327,7 +364,7 @@ def check_mapping(key: str, value: Any, schema: type, extra: Mapping[str, Any] |
             continue
         if not matches(item, tp):
             raise ConfigError(f"{at}={_show(item)} must be {describe(tp)}")
-        _check_bounds(at, item, meta.get(name))
+        _check_bounds(at, item, meta.get(name) or (OPTION_BOUNDS.get(name) if extra and name in extra else None))
 
 
 def check_method_specs(key: str, methods: Any) -> None:
@@ -345,6 +382,8 @@ def check_method_specs(key: str, methods: Any) -> None:
         for option in sampler_signature(sampler)[1]:
             if option in spec and not matches(spec[option], hints[option]):
                 raise ConfigError(f"{key}.{name}.{option}={_show(spec[option])} must be {describe(hints[option])}")
+            if option in spec:
+                _check_bounds(f"{key}.{name}.{option}", spec[option], OPTION_BOUNDS.get(option))
 
 
 def check_safetensors(key: str, path: Path) -> None:
@@ -387,6 +426,7 @@ def check_config(cfg: DictConfig) -> dict:
         where = f"{err.full_key}: " if getattr(err, "full_key", None) else ""
         raise ConfigError(f"{where}{first}") from err
     check_top_level_keys(resolved)
+    check_finite("", resolved)
     check_mapping("", {k: v for k, v in resolved.items() if k in typing.get_type_hints(RootSchema)},
                   RootSchema)
     for group, schema in GROUPS.items():

@@ -37,7 +37,7 @@ def offline() -> bool:
 def _where(key: str, model_id: str | None) -> str:
     how = f"`hf download {model_id}` where the Hub is reachable (cache: {hf_constants.HF_HUB_CACHE}), or " \
         if model_id else ""
-    return f"provide it with {how}`{key}.path=/local/folder`"
+    return f"provide it with {how}`++{key}.path=/local/folder`"
 
 
 def resolve_source(key: str, spec: Mapping, marker: str | None) -> str:
@@ -48,7 +48,7 @@ def resolve_source(key: str, spec: Mapping, marker: str | None) -> str:
             raise ConfigError(f"{key}: path {path} does not exist (model {model_id!r}); {_where(key, model_id)}")
         return str(path)
     if not model_id:
-        raise ConfigError(f"{key}: neither id nor path is set; set {key}.id=<hub id> or {key}.path=/local/folder")
+        raise ConfigError(f"{key}: neither id nor path is set; set ++{key}.id=<hub id> or ++{key}.path=/local/folder")
     if offline() and marker is not None and not isinstance(try_to_load_from_cache(model_id, marker), str):
         raise ConfigError(f"{key}: model {model_id!r} is not in the HF cache ({hf_constants.HF_HUB_CACHE}) and "
                           f"HF_HUB_OFFLINE=1 forbids downloading; {_where(key, model_id)}")
