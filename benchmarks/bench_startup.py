@@ -26,13 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import os, runpy, sys, time
 import toy.gmm as gmm
-original = gmm.ExactEpsDenoiser.__call__
+original = gmm.ExactDenoiser.__call__
 def observed(self, *args, **kwargs):
     if not os.path.exists(os.environ["W2SD_FIRST_CALL"]):
         with open(os.environ["W2SD_FIRST_CALL"], "w") as fh:
             fh.write(repr(time.time()))
     return original(self, *args, **kwargs)
-gmm.ExactEpsDenoiser.__call__ = observed
+gmm.ExactDenoiser.__call__ = observed
 sys.argv = [sys.argv[1], *sys.argv[2:]]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
