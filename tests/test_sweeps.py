@@ -189,6 +189,7 @@ def test_digits_and_generation_sweeps_are_validated_before_their_first_job(args:
                                                                            tmp_path: Path, capsys,
                                                                            monkeypatch) -> None:
     """No hydra.* override: these reached Hydra's `HydraConfig was not set` crash before issue 20."""
+    monkeypatch.delenv("W2SD_PROMPTS", raising=False)  # the prompts must be missing, wherever the caller keeps them
     code, out, err = run_here(["-m", *args, "logger=none"], capsys, monkeypatch, cwd=tmp_path)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and message in lines[0], err[-2000:]
