@@ -450,17 +450,23 @@ def doc_blocks(results_root: Path) -> dict[str, str]:
 
 
 def cost_block(results: dict[str, dict]) -> str:
-    """CPU seconds of each stored study run (one torch thread, so its wall time on an idle core)."""
-    lines = ["| study | methods | samples × seeds (+ held-out seeds) | CPU time of the run (s) |", "|---|---|---|---|"]
+    """Wall and CPU seconds of each stored study run, with the threads it sampled on and the load it started under."""
+    lines = ["| study | methods | samples × seeds (+ held-out seeds) | torch threads | wall (s) | CPU (s) | "
+             "load at start |", "|---|---|---|---|---|---|---|"]
     for name, res in results.items():
-        cfg = res["config"]
+        cfg, env = res["config"], res.get("environment", {})
         held_out = {s for block in ("tune", "adaptive") for s in (cfg.get(block) or {}).get("seeds", [])}
+        load = env.get("load_average_at_start")
+        threads = cfg["digits"]["torch_threads"] if "digits" in cfg else "torch's default"
+        started = "–" if load is None else f"{load:.1f} ({env.get('cpus')} cores)"
         lines.append(f"| `{name}` | {len(res['metrics'])} | {cfg.get('samples_per_seed') or cfg.get('num_samples')} × "
-                     f"{res['extra']['num_seeds']} (+ {len(held_out)}) | {res['extra']['cpu_time_s']:.0f} |")
-    return ("*Process CPU time (`time.process_time`, stored as `extra.cpu_time_s`) of the whole study (loading the "
-            "committed nets included): on an idle machine its wall time is at most this (the digits studies run one "
-            "torch thread, `digits.torch_threads = 1`, so there the two agree); wall times measured on the shared "
-            "machine depend on the other jobs.*\n\n" + "\n".join(lines))
+                     f"{res['extra']['num_seeds']} (+ {len(held_out)}) | {threads} | {res['total_time_s']:.0f} | "
+                     f"{res['extra']['cpu_time_s']:.0f} | {started} |")
+    return ("*Wall time (`total_time_s`: the study, loading the committed nets included; no training) and process CPU "
+            "time (`extra.cpu_time_s`) of each stored run, the torch threads it sampled on (`digits.torch_threads`) "
+            "and the machine's 1-minute load average when it started (– where the run predates that record). The "
+            "machine is shared: a load near 0 means the run had it to itself, and its speed also varies from day to "
+            "day, so compare rows stored on the same day.*\n\n" + "\n".join(lines))
 
 
 def build(results_root: Path, out_dir: Path) -> dict[str, str]:

@@ -29,7 +29,7 @@ def build(results_root: Path, out_dir: Path) -> dict[str, str]:
                 f"model `{cfg['model']['kind']}`, {cfg['num_samples']} samples per method, seed {cfg['seed']}.")
         blocks[name] = head + "\n\n" + markdown_table(res["metrics"], COLUMNS)
     console = require_results(results_root, "toy_gmm")["metrics"]
-    blocks["toy_gmm_console"] = "```\n" + text_table(console) + "\n```"
+    blocks["toy_gmm_console"] = "```text\n" + text_table(console) + "\n```"
     blocks["toy_summary"] = summary(results_root)
     return blocks
 

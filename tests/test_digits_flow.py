@@ -133,3 +133,18 @@ def test_stored_flow_and_few_step_studies_keep_their_budgets_and_name_their_nets
     for net in res["extra"]["nets"].values():
         spec = read_checkpoint(M.COMMITTED_DIR / net["checkpoint"])["spec"]
         assert (spec["schedule"] == FLOW) == flow
+
+
+def test_study_metrics_do_not_depend_on_the_sampling_thread_count(compose_config, tmp_path: Path) -> None:
+    """The flow and few-step studies sample on two threads (their configs); their stored metrics must be those of
+    one thread, bit for bit, or the thread count would be a hidden part of every number."""
+    from w2sd.runner import run_experiment
+
+    metrics = []
+    for threads in (1, 2):
+        cfg = compose_config(["experiment=digits_few_step_weight_gap_flow", "logger=none", "seeds=[0]",
+                              "samples_per_seed=20", "few_step.steps=[4]", "tune.seeds=[100]", "tune.grid=[0.5,2.0]",
+                              f"digits.torch_threads={threads}"])
+        assert cfg.digits.torch_threads == threads
+        metrics.append(run_experiment(cfg, tmp_path / str(threads))["metrics"])
+    assert metrics[0] == metrics[1]

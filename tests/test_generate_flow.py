@@ -120,43 +120,6 @@ def test_bad_flow_input_fails_in_validate_with_one_line_and_writes_nothing(case,
     assert not run_dir.exists()
 
 
-def doc_commands(page: Path) -> list[str]:
-    """Every line of the ```bash blocks of a docs page."""
-    lines, inside = [], False
-    for line in page.read_text(encoding="utf-8").splitlines():
-        if line.startswith("```"):
-            inside = line.strip() == "```bash"
-            continue
-        if inside and line.strip():
-            lines.append(line.strip())
-    return lines
-
-
-@pytest.mark.slow
-def test_flow_docs_commands_run_verbatim_or_say_why_not(tmp_path, capsys, monkeypatch) -> None:
-    """docs/flow-matching.md: each command runs here as written (in-process), unless it says why not."""
-    import runpy
-    import shlex
-
-    commands = doc_commands(ROOT / "docs" / "flow-matching.md")
-    assert len(commands) >= 5
-    for i, command in enumerate(commands):
-        if "# needs hub weights" in command or "# not run by tests" in command:
-            continue
-        args = shlex.split(command)
-        run_dir = tmp_path / f"run{i}"
-        if args[:2] == ["python", "run.py"]:
-            code, out, err = run_here([*args[2:], f"hydra.run.dir={run_dir}"], capsys, monkeypatch)
-            dry = "dry_run=true" in args
-            assert code == 0 and ("cost" if dry else "target_mode_weight") in out, (command, err)
-            assert run_dir.exists() != dry  # a dry run writes nothing
-        else:
-            assert args[:2] == ["python", "-m"], command
-            monkeypatch.setattr(sys, "argv", [args[2], *args[3:]])
-            runpy.run_module(args[2], run_name="__main__")
-            assert "Flux-width transformer" in capsys.readouterr().out
-
-
 def test_dry_run_counts_parameters_from_the_checkpoints_safetensors_headers(tiny_flux, tmp_path, capsys,
                                                                          monkeypatch) -> None:
     from diffusers import FluxPipeline

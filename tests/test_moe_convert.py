@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -147,3 +148,19 @@ def test_a_state_dict_of_another_model_is_refused() -> None:
                        HEADS)
     with pytest.raises(ConfigError, match="--num-heads 3 does not divide"):
         released_sizes(released_state(), 3)
+
+
+def test_the_command_refuses_missing_inputs_in_one_line_before_writing(tmp_path, capsys) -> None:
+    from w2sd.pipelines.moe_convert import main
+
+    checkpoint = tmp_path / "moe.pt"
+    checkpoint.write_bytes(b"not read: the labels are checked first")
+    cases = [([str(tmp_path / "absent.pt")], "checkpoint .*absent.pt does not exist"),
+             ([str(checkpoint), "--labels", str(tmp_path / "absent.json")], "--labels .*absent.json does not exist"),
+             ([str(checkpoint), "--vae", str(tmp_path)], "is not a diffusers VAE folder")]
+    for args, message in cases:
+        assert main([args[0], str(tmp_path / "out"), "--num-heads", "6", *args[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error: ")
+        assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()

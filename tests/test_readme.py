@@ -1,10 +1,8 @@
-# README's commands, API snippet and the generated result blocks on README.md and docs/*.md stay true.
+# README's commands and the generated result blocks on README.md and docs/*.md stay true.
 import re
 import subprocess
 import sys
 from pathlib import Path
-
-import torch
 
 from paper_figures.readme_blocks import doc_pages
 
@@ -28,18 +26,9 @@ def test_readme_is_a_front_door() -> None:
     assert "](docs/toy-results.md)" in README and "](docs/evaluation.md)" in README
 
 
-def test_readme_api_snippet_runs() -> None:
-    """The five-line API example, executed with two toy ε-models (zero noise prediction and a small offset)."""
-    code = re.search(r"## The API in five lines.*?```python\n(.*?)\n```", README, re.S).group(1)
-    namespace = {"strong_eps": lambda x, t, **_: torch.zeros_like(x), "weak_eps": lambda x, t, **_: 0.1 + 0 * x}
-    exec(code, namespace)  # noqa: S102 - the README's own example
-    out = namespace["out"]
-    assert out.x.shape == (4, 4, 64, 64) and out.nfe == 50 + 2 * 49
-
-
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "<!-- test-command -->" in ci and 'bash -euo pipefail -c "$test_cmd"' in ci
+    assert "for marker in main-command test-command; do" in ci and 'bash -euo pipefail -c "$cmd"' in ci
 
 
 def test_result_blocks_on_readme_and_docs_match_stored_results() -> None:

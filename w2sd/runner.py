@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import os
 import platform
 import re
 import sys
@@ -225,6 +226,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
             if done is not None:
                 print(f"skipped: {run_dir} already holds results for config {chash}, made by this code")
                 return done
+        load_at_start = os.getloadavg()[0]  # with cpus: whether the stored wall times had the machine to themselves
         start = time.perf_counter()
         result: RunResult = experiment.run(run_dir)
         total = time.perf_counter() - start
@@ -242,6 +244,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
             "extra": result.extra,
             "environment": {"w2sd": w2sd.__version__, "python": platform.python_version(),
                             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            "cpus": os.cpu_count(), "load_average_at_start": round(load_at_start, 2),
                             **provenance()},
         }
         # the table first: a failing write below must not hide what the run measured

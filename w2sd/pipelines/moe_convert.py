@@ -28,6 +28,7 @@ import argparse
 import json
 import pickle
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -172,7 +173,17 @@ def convert(checkpoint: str | Path, out: str | Path, *, num_heads: int, vae: str
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def read_labels(path: str) -> dict[int, str]:
+    try:
+        return {int(k): str(v) for k, v in json.loads(Path(path).read_text()).items()}
+    except FileNotFoundError:
+        raise ConfigError(f"--labels {path} does not exist; give a JSON file {{class id: label name}} or leave "
+                          f"--labels out (prompts are then class ids)") from None
+    except (ValueError, AttributeError) as err:
+        raise ConfigError(f"--labels {path} is not a JSON object {{class id: label name}} ({err})") from None
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="released DiT-MoE checkpoint (.pt / .safetensors)")
     parser.add_argument("out", help="output folder")
@@ -181,10 +192,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, help="image side when the checkpoint has no pos_embed (256)")
     parser.add_argument("--labels", help="JSON file {class id: label name} for label-name prompts")
     args = parser.parse_args(argv)
-    labels = {int(k): v for k, v in json.loads(Path(args.labels).read_text()).items()} if args.labels else None
-    print(convert(args.checkpoint, args.out, num_heads=args.num_heads, vae=args.vae, image_size=args.image_size,
-                  id2label=labels))
+    try:  # every input is checked before anything is written
+        if not Path(args.checkpoint).is_file():
+            raise ConfigError(f"checkpoint {args.checkpoint} does not exist; download a DiT-MoE checkpoint "
+                              f"(feizc/DiT-MoE, e.g. DiT-MoE-S) first")
+        if args.vae is not None and not (Path(args.vae) / "config.json").is_file():
+            raise ConfigError(f"--vae {args.vae} is not a diffusers VAE folder (no config.json); e.g. "
+                              f"`hf download stabilityai/sd-vae-ft-mse --local-dir {args.vae}`")
+        labels = read_labels(args.labels) if args.labels else None
+        print(convert(args.checkpoint, args.out, num_heads=args.num_heads, vae=args.vae, image_size=args.image_size,
+                      id2label=labels))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
