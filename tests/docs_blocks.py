@@ -65,12 +65,13 @@ def run_py_commands(source: str) -> list[list[str]] | None:
     other shell syntax), else None."""
     commands = []
     for line in source.splitlines():
-        words = shlex.split(line, comments=True)
-        if not words:
-            continue
-        if words[:2] != ["python", "run.py"] or re.search(r"[|&;<>$`\\*?]", line.split("  #")[0]):
+        if re.search(r"[|&;<>$`\\*?]", line.split("  #")[0]):
             return None
-        commands.append(words[2:])
+        words = shlex.split(line, comments=True)
+        if words and words[:2] != ["python", "run.py"]:
+            return None
+        if words:
+            commands.append(words[2:])
     return commands or None
 
 
