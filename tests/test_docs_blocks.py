@@ -2,9 +2,8 @@
 from pathlib import Path
 
 import pytest
-from sybil.example import SybilFailure
-
 from docs_blocks import ROOT, docs
+from sybil.example import SybilFailure
 
 FENCE_LANGUAGES = {"python", "bash", "text"}  # text: printed output, not a command
 
