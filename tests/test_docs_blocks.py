@@ -33,6 +33,11 @@ def test_a_failing_bash_block_fails_and_a_passing_one_runs_in_a_copy_of_the_chec
     assert not (ROOT / "made_here").exists()
 
 
+def test_a_block_with_continued_lines_runs_in_bash(tmp_path) -> None:
+    # `\` continuations are shell syntax: the block goes to bash whole, not to the in-process run.py path
+    assert evaluate_page(tmp_path, "```bash\nprintf '%s' \\\n  a > out.txt && test \"$(cat out.txt)\" = a\n```\n") == []
+
+
 def test_an_error_block_must_end_in_one_error_line_with_rc_2(tmp_path) -> None:
     page = ('<!-- docs-test: error "no such preset" -->\n```bash\npython run.py experiment=no_such_preset\n```\n\n'
             '<!-- docs-test: error "anything" -->\n```bash\ntrue\n```\n')
