@@ -12,8 +12,8 @@ pytest_collection_modifyitems = mark_shell_blocks_slow
 
 
 def pytest_configure(config) -> None:
-    """Under pytest-xdist (the README test command's `-n 2`) each worker owns one core: torch, and every process a
-    test starts, run one intra-op thread, since two workers each spinning two threads on two cores slow both down."""
+    """Under pytest-xdist (`-n 2` in pyproject's addopts) each worker owns one core: torch, and every process a test
+    starts, run one intra-op thread, since two workers each spinning two threads on two cores slow both down."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         import torch
