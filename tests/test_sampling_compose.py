@@ -131,3 +131,19 @@ def test_run_method_hands_over_generators_and_callback() -> None:
 def test_method_lam_bounds_are_inclusive(lam: int) -> None:
     resolved = methods.resolve_method("m", {"sampler": "w2sd", "lam": lam}, {"lam": 5}, {"strong": 0, "weak": 1}, 10)
     assert resolved["options"] == {"lam": lam}
+
+
+def test_forked_generators_continue_the_streams_independently() -> None:
+    from w2sd.seeding import fork_generators, per_sample_generators, per_sample_randn
+
+    gens = per_sample_generators([3, 4])
+    per_sample_randn(gens, (2,))  # x_T's draw
+    forks = [fork_generators(gens), fork_generators(gens)]
+    first = per_sample_randn(forks[0], (5,))
+    # the same as re-seeding and re-drawing x_T, and drawing from one fork leaves the other and the source alone
+    fresh = per_sample_generators([3, 4])
+    per_sample_randn(fresh, (2,))
+    expected = per_sample_randn(fresh, (5,))
+    assert torch.equal(first, expected)
+    assert torch.equal(per_sample_randn(forks[1], (5,)), expected)
+    assert torch.equal(per_sample_randn(gens, (5,)), expected)

@@ -1,9 +1,12 @@
 # The toy study: acceptance numbers on exact models, determinism, trained-model caching, bad input.
+import math
+
+import numpy as np
 import pytest
 import torch
 
 from toy.experiment import ToyGMMExperiment
-from toy.metrics import mode_weights
+from toy.metrics import mode_weights, wasserstein1, wasserstein1_1d
 from toy.trained import MLPEpsDenoiser, train_eps_mlp
 from w2sd.methods import run_method
 from w2sd.schedule import make_schedule
@@ -110,3 +113,22 @@ def test_trained_model_depends_only_on_its_spec(tmp_path) -> None:
         torch.manual_seed(history)
         nets.append(train_eps_mlp(mix, sched, cache_dir=tmp_path / folder, **kw)[0].state_dict())
     assert all(torch.equal(nets[0][k], nets[1][k]) for k in nets[0])
+
+
+@pytest.mark.parametrize("n, m", [(1000, 1000), (7, 13), (1, 5)])
+def test_w1_matches_scipy_bit_for_bit(n: int, m: int) -> None:
+    # scipy is the independent implementation the stored toy w1 values were made with
+    from scipy.stats import wasserstein_distance
+
+    rng = np.random.default_rng(n)
+    a, b = rng.standard_normal(n), 2 * rng.standard_normal(m) + 1
+    assert wasserstein1_1d(a, b) == wasserstein_distance(a, b)
+
+
+def test_w1_closed_forms() -> None:
+    x = torch.randn(500, 1, dtype=torch.float64)
+    assert wasserstein1(x, x + 0.75) == pytest.approx(0.75, abs=1e-12)  # a shift moves every unit of mass by c
+    assert wasserstein1_1d(np.array([0.0, 0.0, 1.0]), np.array([1.0])) == pytest.approx(2 / 3)
+    # sliced W1 of a 2D shift c: mean over unit directions d of |c·d|, ≈ 2|c|/π for many directions
+    y = torch.randn(500, 2, dtype=torch.float64)
+    assert wasserstein1(y, y + torch.tensor([3.0, 4.0]), num_projections=4096) == pytest.approx(10 / math.pi, rel=0.02)

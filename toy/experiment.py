@@ -14,7 +14,7 @@ from w2sd.experiment import Experiment, RunResult
 from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sampler_defaults
 from w2sd.sampling import Denoiser, Schedule, check_inversion, sample_ddim, sample_w2sd
 from w2sd.schedule import schedule_from_config
-from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
+from w2sd.seeding import fork_generators, per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.validation import ConfigError, check_choice, check_int_range
 
 ROLES = ("ideal", "strong", "weak")
@@ -69,10 +69,10 @@ class ToyGMMExperiment(Experiment):
 
     def sample(self, models: dict[str, Denoiser]) -> tuple[dict, dict, dict]:
         samples, nfe, wall = {}, {}, {}
+        x_T, gens = self.initial_noise(self.cfg.num_samples)
         for name, method in self.methods.items():
-            x_T, gens = self.initial_noise(self.cfg.num_samples)  # shared x_T; fresh generators per method
-            start = time.perf_counter()
-            out = run_method(method, models, x_T, self.schedule, generators=gens)
+            start = time.perf_counter()  # shared x_T, forked generators: every method continues the same streams
+            out = run_method(method, models, x_T.clone(), self.schedule, generators=fork_generators(gens))
             wall[name], nfe[name], samples[name] = time.perf_counter() - start, out.nfe, out.x
         return samples, nfe, wall
 

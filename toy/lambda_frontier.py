@@ -18,7 +18,7 @@ from toy.metrics import sample_metrics
 from w2sd.experiment import RunResult
 from w2sd.methods import resolve_method, run_method, sampler_defaults
 from w2sd.sampling import calibrate_threshold
-from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
+from w2sd.seeding import fork_generators, per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
 from w2sd.validation import ConfigError
 
@@ -73,9 +73,9 @@ class ToyFrontierExperiment(ToyGMMExperiment):
         nfe: dict[str, int] = {}
         for seed in self.cfg.seeds:
             reference = ideal.sample(self.cfg.num_samples, torch.Generator().manual_seed(seed + 1))
-            for name, method in self.methods.items():
-                x_T, gens = self.noise(seed)  # shared x_T; fresh generators per method
-                out = run_method(method, models, x_T, self.schedule, generators=gens)
+            x_T, gens = self.noise(seed)
+            for name, method in self.methods.items():  # shared x_T, forked generators: the same streams for all
+                out = run_method(method, models, x_T.clone(), self.schedule, generators=fork_generators(gens))
                 row = sample_metrics(out.x, ideal, reference, self.cfg.world.target_mode)
                 nfe[name] = out.nfe
                 for key in REPORTED:

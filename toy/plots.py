@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from toy.gmm import GaussianMixture  # noqa: E402
@@ -28,7 +29,9 @@ def densities_1d(samples: Mapping[str, torch.Tensor], ideal: GaussianMixture, pa
     pdf = ideal.log_prob(grid).exp()
     fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 2.8), sharey=True)
     for ax, (name, x) in zip(axes, samples.items()):
-        ax.hist(x[:, 0].numpy(), bins=120, range=(-8, 8), density=True, color="tab:blue", alpha=0.6)
+        # one stairs artist, not 120 bar patches: the same picture in a fraction of the drawing time
+        density, edges = np.histogram(x[:, 0].numpy(), bins=120, range=(-8, 8), density=True)
+        ax.stairs(density, edges, fill=True, color="tab:blue", alpha=0.6)
         ax.plot(grid[:, 0], pdf, color="black", lw=1.2, label="ideal pdf")
         ax.set_title(name)
         ax.set_xlabel("x")

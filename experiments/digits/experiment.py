@@ -36,7 +36,7 @@ from w2sd.methods import resolve_method, resolve_sampler_config, run_method, sam
 from w2sd.results import config_hash
 from w2sd.sampling import Denoiser, Schedule, calibrate_threshold
 from w2sd.schedule import schedule_from_config
-from w2sd.seeding import per_sample_generators, per_sample_randn, sample_seeds
+from w2sd.seeding import fork_generators, per_sample_generators, per_sample_randn, sample_seeds
 from w2sd.stats import bootstrap_ci, paired_difference, win_rate
 from w2sd.validation import ConfigError, check_int_range
 
@@ -171,10 +171,10 @@ class DigitsExperiment(Experiment):
     def sample_seed(self, models: dict[str, Denoiser], seed: int,
                     methods: dict[str, tuple[int, dict]] | None = None) -> tuple[dict, dict, dict]:
         samples, nfe, wall = {}, {}, {}
+        x_T, gens = self.initial_noise(seed, self.cfg.samples_per_seed)
         for name, (steps, method) in (methods or self.methods).items():
-            x_T, gens = self.initial_noise(seed, self.cfg.samples_per_seed)  # shared x_T; fresh generators
-            start = time.perf_counter()
-            out = run_method(method, models, x_T, self.schedule(steps), generators=gens)
+            start = time.perf_counter()  # shared x_T, forked generators: every method continues the same streams
+            out = run_method(method, models, x_T.clone(), self.schedule(steps), generators=fork_generators(gens))
             wall[name], nfe[name], samples[name] = time.perf_counter() - start, out.nfe, out.x
             self.nfe_per_sample[name] = out.nfe_per_sample
         return samples, nfe, wall
