@@ -258,19 +258,13 @@ class EvaluateExperiment(Experiment):
         return "\n".join(lines) + "\n"
 
     def wandb_samples(self, scores: dict[str, dict[str, np.ndarray]]) -> tuple[list[str], list[list]]:
-        """Rows (index, method, prompt, image, scores…) for the first `table_images` prompts."""
+        """Rows (index, method, prompt, image, scores…) for the first `table_images` prompts; the image cell is a
+        Path, which W&B logs as the image."""
         names = list(next(iter(scores.values())))
-        logger = self.cfg.get("logger") or {}
-        image = None
-        if logger.get("enabled", False):
-            import wandb
-
-            image = wandb.Image
         rows = []
         for method, samples in self.generation.samples.items():
             for k, s in enumerate(samples[: self.cfg.table_images]):
-                shown = image(str(s.path)) if image else str(s.path.relative_to(self.generation.root))
-                rows.append([s.index, method, s.prompt, shown, *(float(scores[method][n][k]) for n in names)])
+                rows.append([s.index, method, s.prompt, s.path, *(float(scores[method][n][k]) for n in names)])
         return ["index", "method", "prompt", "image", *names], rows
 
     def run(self, run_dir: Path) -> RunResult:

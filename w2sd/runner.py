@@ -31,7 +31,7 @@ from w2sd.provenance import provenance, same_code
 from w2sd.report import text_table
 from w2sd.results import RESULTS_SCHEMA_VERSION, atomic_write_json, config_hash, load_results
 from w2sd.run_dir import RunLock, check_writable, rescue_path
-from w2sd.tracking import log_run
+from w2sd.tracking import start_run
 from w2sd.validation import ConfigError
 
 # Keys that say where/how a run is stored or logged, not what it computes: left out of the config hash.
@@ -215,7 +215,8 @@ def finished_run(run_dir: Path, chash: str) -> dict | None:
 
 
 def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
-    """Validate, lock the run folder, run, print the table, write results.json atomically, then log to W&B.
+    """Validate, lock the run folder, start W&B beside the run, run, print the table, write results.json atomically,
+    then log the results to W&B (a run that raised is closed there as failed).
     Returns the results. If results.json cannot be written, they go to a rescue file named in ResultsNotSaved."""
     experiment = validated_experiment(cfg)
     semantic = semantic_config(cfg)
@@ -227,41 +228,42 @@ def run_experiment(cfg: DictConfig, run_dir: Path) -> dict:
                 print(f"skipped: {run_dir} already holds results for config {chash}, made by this code")
                 return done
         load_at_start = os.getloadavg()[0]  # with cpus: whether the stored wall times had the machine to themselves
-        start = time.perf_counter()
-        result: RunResult = experiment.run(run_dir)
-        total = time.perf_counter() - start
-        results = {
-            "schema_version": RESULTS_SCHEMA_VERSION,
-            "experiment": cfg.name,
-            "config_hash": chash,
-            "config": semantic,
-            "metrics": result.metrics,
-            "nfe": result.nfe,
-            "wall_time_s": result.wall_time_s,
-            "total_time_s": total,
-            "figures": {k: str(Path(p).relative_to(run_dir)) if Path(p).is_relative_to(run_dir) else str(p)
-                        for k, p in result.figures.items()},
-            "extra": result.extra,
-            "environment": {"w2sd": w2sd.__version__, "python": platform.python_version(),
-                            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                            "cpus": os.cpu_count(), "load_average_at_start": round(load_at_start, 2),
-                            **provenance()},
-        }
-        # the table first: a failing write below must not hide what the run measured
-        print(f"\n{cfg.name} — results ({run_dir}/results.json)\n")
-        print(text_table(result.metrics))
-        print(f"\nfigures: {', '.join(str(p) for p in result.figures.values()) or 'none'}")
-        try:
-            atomic_write_json(run_dir / "results.json", results)
-        except OSError as err:
-            rescued = atomic_write_json(rescue_path(str(cfg.name), chash), results)
-            raise ResultsNotSaved(f"could not write {run_dir / 'results.json'} ({err.strerror or err}); the results "
-                                  f"were saved to {rescued} instead: move that file there once the folder is "
-                                  "writable") from err
-        wandb_dir = log_run(OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None,
-                            run_dir, name=f"{cfg.name}-{chash[:8]}", config=semantic, metrics=result.metrics,
-                            figures=result.figures, tags=experiment.wandb_tags(), group=cfg.get("group"),
-                            tables=result.tables, images=result.images)
+        with start_run(OmegaConf.to_container(cfg.logger, resolve=True) if cfg.get("logger") else None, run_dir,
+                       name=f"{cfg.name}-{chash[:8]}", config=semantic, tags=experiment.wandb_tags(),
+                       group=cfg.get("group")) as tracked:
+            start = time.perf_counter()
+            result: RunResult = experiment.run(run_dir)
+            total = time.perf_counter() - start
+            results = {
+                "schema_version": RESULTS_SCHEMA_VERSION,
+                "experiment": cfg.name,
+                "config_hash": chash,
+                "config": semantic,
+                "metrics": result.metrics,
+                "nfe": result.nfe,
+                "wall_time_s": result.wall_time_s,
+                "total_time_s": total,
+                "figures": {k: str(Path(p).relative_to(run_dir)) if Path(p).is_relative_to(run_dir) else str(p)
+                            for k, p in result.figures.items()},
+                "extra": result.extra,
+                "environment": {"w2sd": w2sd.__version__, "python": platform.python_version(),
+                                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                                "cpus": os.cpu_count(), "load_average_at_start": round(load_at_start, 2),
+                                **provenance()},
+            }
+            # the table first: a failing write below must not hide what the run measured
+            print(f"\n{cfg.name} — results ({run_dir}/results.json)\n")
+            print(text_table(result.metrics))
+            print(f"\nfigures: {', '.join(str(p) for p in result.figures.values()) or 'none'}")
+            try:
+                atomic_write_json(run_dir / "results.json", results)
+            except OSError as err:
+                rescued = atomic_write_json(rescue_path(str(cfg.name), chash), results)
+                raise ResultsNotSaved(f"could not write {run_dir / 'results.json'} ({err.strerror or err}); the "
+                                      f"results were saved to {rescued} instead: move that file there once the "
+                                      "folder is writable") from err
+            wandb_dir = tracked.finish(metrics=result.metrics, figures=result.figures, tables=result.tables,
+                                       images=result.images)
     if wandb_dir is not None:
         print(f"W&B offline run: {wandb_dir}  (upload later with `wandb sync {wandb_dir}`)")
     print(f"total time: {total:.1f} s")
