@@ -6,7 +6,7 @@ from pathlib import Path
 from paper_figures.common import require_results
 
 SUITE = "python -m benchmarks.time_tests"
-STARTUP = "python -m benchmarks.bench_startup --out results/bench_startup/results.json"
+STARTUP = "python -m benchmarks.bench_startup --baseline 8465c21 --out results/bench_startup/results.json"
 
 
 def build(results_root: Path, out_dir: Path) -> dict[str, str]:
@@ -26,4 +26,9 @@ def build(results_root: Path, out_dir: Path) -> dict[str, str]:
              f"stored by `{STARTUP}`: process wall **{median['wall_s']:.1f} s**, of which "
              f"{median['before_first_call_s']:.1f} s before the first denoiser call (goal: process wall ≤ 7 s; "
              f"{senv['cpus']} cores, load average {senv['load_average_at_start']:.1f} at the start).")
+    base = startup["metrics"].get("baseline")
+    if base:
+        start += (f" In the same run, alternating with it, commit {base['commit'][:7]} took "
+                  f"{base['median_warm']['wall_s']:.1f} s: a ratio of **{base['wall_ratio']:.2f}**, which holds when "
+                  "the shared machine's speed drifts.")
     return {"test_suite_timing": "\n".join([head, "", *lines]), "startup_timing": start}

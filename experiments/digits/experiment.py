@@ -287,7 +287,8 @@ class DigitsExperiment(Experiment):
                  "num_seeds": len(self.cfg.seeds), "tuning": tuning, "adaptive": adaptive,
                  "method_options": {name: m["options"] for name, (_, m) in self.methods.items()}}
         extra.update(self.study_extra(samples_by_seed))
-        # CPU seconds of the whole study (one torch thread): its wall time on an idle core, whatever the machine's load
+        # CPU seconds of the whole study, summed over digits.torch_threads: with one thread, its wall time on an idle
+        # core whatever the machine's load
         extra["cpu_time_s"] = time.process_time() - cpu_start
         figures = self.plot(samples_by_seed[0], extra, run_dir) if self.cfg.figures else {}
         return RunResult(metrics=metrics, nfe=nfe, wall_time_s=wall_total, figures=figures, extra=extra)
